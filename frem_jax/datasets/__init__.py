@@ -1,0 +1,1 @@
+"""Datasets: each returns host-memory splits of images and class-index masks."""

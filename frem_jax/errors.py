@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can fix."""
+
+
+class UserError(ValueError):
+  """A bad value, file or folder supplied by the user.
+
+  The message is one line that names the bad value or file and says what to do;
+  the command-line entry points print it without a traceback and exit 1.
+  """
