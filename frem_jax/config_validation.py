@@ -1,0 +1,55 @@
+"""Checks a config before anything is built or compiled, with one-line errors."""
+
+import ml_collections
+
+from frem_jax.errors import UserError
+
+DATASETS = ('synthetic_cells', 'drosophila_vnc', 'mouse_liver', 'cell_folder')
+NORMS = ('batch_renorm', 'batch_norm')
+FREM_MODES = ('random', 'fixed')
+
+
+def _require(ok: bool, message: str) -> None:
+  if not ok:
+    raise UserError(message)
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises UserError naming the first bad value in `config`."""
+  features = tuple(config.model.features)
+  _require(len(features) >= 1 and all(_is_int(f) and f > 0 for f in features),
+           f'model.features={features} must be a non-empty tuple of positive integers')
+  channels = features[-1]
+  for key in ('num_epochs', 'batch_size', 'eval_batch_size', 'eval_every_epochs',
+              'checkpoint_every_epochs'):
+    value = config[key]
+    _require(_is_int(value) and value >= 1, f'{key}={value!r} must be an integer >= 1')
+  _require(config.learning_rate > 0, f'learning_rate={config.learning_rate} must be > 0')
+  _require(config.model.norm in NORMS, f'model.norm={config.model.norm!r} must be one of {NORMS}')
+  _require(_is_int(config.model.se_reduction) and config.model.se_reduction >= 1,
+           f'model.se_reduction={config.model.se_reduction!r} must be an integer >= 1')
+  _require(config.model.renorm_r_max >= 1, f'model.renorm_r_max={config.model.renorm_r_max} must be >= 1')
+  _require(config.model.renorm_d_max >= 0, f'model.renorm_d_max={config.model.renorm_d_max} must be >= 0')
+
+  size = config.dataset.image_size
+  poolings = len(features) - 1
+  _require(_is_int(size) and size > 0, f'dataset.image_size={size!r} must be a positive integer')
+  _require(size % 2**poolings == 0,
+           f'dataset.image_size={size} is not divisible by 2**{poolings}={2**poolings} '
+           f'(model.features={features} has {poolings} poolings); use a multiple of {2**poolings} '
+           'or fewer stages')
+  _require(config.dataset.name in DATASETS,
+           f'dataset.name={config.dataset.name!r} is not one of {DATASETS}')
+
+  b = config.frem.num_selected
+  _require(_is_int(b) and 0 <= b <= channels,
+           f'frem.num_selected (B)={b!r} must be an integer in [0, {channels}], the channels of '
+           f'the deepest stage (model.features[-1]={channels})')
+  _require(config.frem.factor > 0, f'frem.factor (X)={config.frem.factor} must be > 0')
+  _require(config.frem.mode in FREM_MODES, f'frem.mode={config.frem.mode!r} must be one of {FREM_MODES}')
+  w = config.supervision.weight
+  _require(0.0 <= w <= 1.0, f'supervision.weight (λ)={w} must be in [0, 1]')

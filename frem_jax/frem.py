@@ -1,0 +1,57 @@
+"""The Feature Random Enhancement Module (FREM)."""
+
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def enhancement_scale(key: jax.Array, num_channels: int, num_selected, factor,
+                      dtype=jnp.float32) -> jnp.ndarray:
+  """Per-channel multipliers: X on B channels drawn without replacement from `key`, 1 elsewhere.
+
+  Args:
+    key: PRNG key that decides which channels are enhanced.
+    num_channels: C, the number of channels of the feature map.
+    num_selected: B (`frem.num_selected`), how many channels to enhance; a
+      runtime value (Python or traced integer) in [0, C].
+    factor: X (`frem.factor`), the multiplier of the enhanced channels; a
+      runtime value.
+    dtype: dtype of the result.
+
+  Returns:
+    A [C] array.
+  """
+  order = jax.random.permutation(key, num_channels)
+  selected = jnp.zeros((num_channels,), bool).at[order].set(jnp.arange(num_channels) < num_selected)
+  return jnp.where(selected, jnp.asarray(factor, dtype), jnp.ones((), dtype))
+
+
+class FREM(nn.Module):
+  """Multiplies B randomly chosen channels of a feature map by X, in training only.
+
+  Follows `nn.Dropout`: randomness comes from the `rng_collection` stream (or
+  an explicit `rng`), and with `deterministic=True` the module is exactly the
+  identity. B and X are call arguments, not attributes, so they can change
+  between calls without recompiling. The same key selects the same channels
+  for every image of the batch; the training loop passes one key per epoch.
+
+  Attributes:
+    deterministic: if True, return the input unchanged.
+    rng_collection: the rng stream the channel selection is drawn from.
+  """
+  deterministic: Optional[bool] = None
+  rng_collection: str = 'frem'
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, num_selected, factor,
+               deterministic: Optional[bool] = None,
+               rng: Optional[jax.Array] = None) -> jnp.ndarray:
+    """Enhances B (`num_selected`) channels of `x` [..., C] by X (`factor`)."""
+    deterministic = nn.merge_param('deterministic', self.deterministic, deterministic)
+    if deterministic:
+      return x
+    if rng is None:
+      rng = self.make_rng(self.rng_collection)
+    return x * enhancement_scale(rng, x.shape[-1], num_selected, factor, x.dtype)

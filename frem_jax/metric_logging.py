@@ -1,0 +1,38 @@
+"""Per-epoch metrics to TensorBoard event files and a JSONL log in the workdir."""
+
+import json
+import os
+
+import tensorboardX
+
+from frem_jax import files
+
+JSONL_FILE = 'metrics.jsonl'
+
+
+class MetricLogger:
+  """Writes scalars to `workdir/tensorboard` and one JSON object per epoch to `workdir/metrics.jsonl`."""
+
+  def __init__(self, workdir: str):
+    self._path = os.path.join(workdir, JSONL_FILE)
+    self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def truncate_after(self, epoch: int) -> None:
+    """Drops log lines of epochs after `epoch`, which a resumed run will redo."""
+    if not os.path.exists(self._path):
+      return
+    with open(self._path) as f:
+      lines = [l for l in f if l.strip() and json.loads(l).get('epoch', 0) <= epoch]
+    files.write_text_atomic(self._path, ''.join(lines))
+
+  def write(self, epoch: int, scalars: dict) -> None:
+    """Logs `scalars` (name -> number or None) for `epoch`."""
+    with open(self._path, 'a') as f:
+      f.write(json.dumps({'epoch': epoch, **scalars}) + '\n')
+    for name, value in scalars.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        self._tb.add_scalar(name, value, epoch)
+    self._tb.flush()
+
+  def close(self) -> None:
+    self._tb.close()

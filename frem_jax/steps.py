@@ -1,0 +1,89 @@
+"""The train state and the jitted train and eval steps."""
+
+from typing import Any, NamedTuple, Optional
+
+import flax.linen as nn
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import optax
+
+from frem_jax import metrics
+from frem_jax.unet import Enhancement
+
+
+class TrainState(train_state.TrainState):
+  """Parameters, optimizer state and the normalisation statistics (`batch_stats`)."""
+  batch_stats: Any
+
+
+class Hyperparams(NamedTuple):
+  """Runtime inputs of the train step, so that a sweep never recompiles it.
+
+  num_selected: B (`frem.num_selected`); factor: X (`frem.factor`);
+  supervision_weight: λ (`supervision.weight`).
+  """
+  num_selected: jax.Array
+  factor: jax.Array
+  supervision_weight: jax.Array
+
+
+def make_hyperparams(num_selected: int, factor: float, supervision_weight: float) -> Hyperparams:
+  """Hyperparams as device scalars (int32 B, float32 X and λ)."""
+  return Hyperparams(jnp.asarray(num_selected, jnp.int32), jnp.asarray(factor, jnp.float32),
+                     jnp.asarray(supervision_weight, jnp.float32))
+
+
+def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
+  """Mean softmax cross-entropy over all pixels."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def create_train_state(model: nn.Module, key: jax.Array, image_shape: tuple,
+                       learning_rate: float) -> TrainState:
+  """Initialises parameters and statistics for images of `image_shape` [H, W, C] and Adam."""
+  variables = jax.jit(lambda k: model.init({'params': k}, jnp.zeros((1,) + tuple(image_shape)),
+                                           train=False))(key)
+  return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                           batch_stats=variables['batch_stats'], tx=optax.adam(learning_rate))
+
+
+def train_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: jax.Array, *,
+               frem_enabled: bool, supervision_enabled: bool,
+               axis_name: Optional[str] = None) -> tuple[TrainState, dict]:
+  """One Adam step on softmax cross-entropy, with FREM and/or SuperVision as configured.
+
+  Loss = (1 - λ) L_final + λ L_sup with SuperVision, L_final otherwise.
+  `frem_key` decides FREM's channels (one key per epoch). With `axis_name`
+  (pmap), gradients and metrics are averaged over that axis.
+
+  Returns:
+    The new state and {'loss': …} (per-step scalars, left on the device).
+  """
+
+  def loss_fn(params):
+    enhancement = Enhancement(hparams.num_selected, hparams.factor) if frem_enabled else None
+    out, updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+        enhancement=enhancement, rngs={'frem': frem_key}, mutable=['batch_stats'])
+    final = cross_entropy(out.logits, batch['mask'])
+    loss = final
+    if supervision_enabled:
+      lam = hparams.supervision_weight
+      loss = (1.0 - lam) * final + lam * cross_entropy(out.supervision_logits, batch['mask'])
+    return loss, (updates['batch_stats'], final)
+
+  (loss, (batch_stats, final)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  step_metrics = {'loss': loss, 'loss_final': final}
+  if axis_name is not None:
+    grads, step_metrics = jax.lax.pmean((grads, step_metrics), axis_name)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  return state, step_metrics
+
+
+def eval_step(state: TrainState, batch: dict, *, num_classes: int) -> jnp.ndarray:
+  """The confusion matrix [K, K] of one batch in inference mode (FREM off, running statistics)."""
+  out = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
+                       batch['image'], train=False)
+  predictions = jnp.argmax(out.logits, axis=-1)
+  return metrics.confusion_matrix(batch['mask'], predictions, num_classes, batch.get('weight'))

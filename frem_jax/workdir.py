@@ -1,0 +1,58 @@
+"""A run's folder: its config, which a later run must match to resume there."""
+
+import json
+import os
+
+import ml_collections
+
+from frem_jax import files
+from frem_jax.errors import UserError
+
+CONFIG_FILE = 'config.json'
+# Keys that may change when a run is resumed: training longer continues the same run.
+RESUMABLE_KEYS = ('num_epochs',)
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> dict:
+  """The config as plain JSON data (tuples become lists)."""
+  return json.loads(config.to_json())
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def claim(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Records `config` in `workdir`, or checks it matches the run already there.
+
+  Raises UserError, without touching anything, if `workdir` holds a run of a
+  different config (keys in RESUMABLE_KEYS aside) or is an existing file.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f'--workdir={workdir} is an existing file; name a folder')
+  path = os.path.join(workdir, CONFIG_FILE)
+  new = config_to_json(config)
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        old = json.load(f)
+    except (OSError, ValueError) as e:
+      raise UserError(f'{path} is unreadable ({e}); move it away or use a new --workdir') from e
+    old_flat, new_flat = _flatten(old), _flatten(new)
+    diffs = [k for k in sorted(set(old_flat) | set(new_flat))
+             if k not in RESUMABLE_KEYS and old_flat.get(k, '<missing>') != new_flat.get(k, '<missing>')]
+    if diffs:
+      shown = ', '.join(f'{k}: {old_flat.get(k, "<missing>")!r} -> {new_flat.get(k, "<missing>")!r}'
+                        for k in diffs[:3]) + (' …' if len(diffs) > 3 else '')
+      raise UserError(f'--workdir={workdir} holds a run with a different config ({shown}); '
+                      'use a new --workdir to start another run, or the same config to resume')
+  elif os.path.isdir(workdir) and os.listdir(workdir):
+    raise UserError(f'--workdir={workdir} is not empty and holds no {CONFIG_FILE}; '
+                    'use an empty or new folder')
+  files.write_json_atomic(path, new)

@@ -1,0 +1,87 @@
+"""UNetSE: size of the paper's model, shapes, SuperVision head, same inference cost with and without FREM."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from frem_jax import steps
+from frem_jax.unet import Enhancement, UNetSE
+
+TINY = (4, 8, 16)
+
+
+def count(tree):
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+def shapes(model, size=256):
+  return jax.eval_shape(lambda: model.init({'params': jax.random.key(0)},
+                                           jnp.zeros((1, size, size, 1)), train=False))
+
+
+def test_default_model_parameter_count_is_pinned():
+  """32-64-128-256-512, SE r=16, 3 classes: the same count as the PyTorch peer (7,818,623)."""
+  variables = shapes(UNetSE(num_classes=3))
+  assert count(variables['params']) == 7_818_623
+  assert variables['params']['deepest']['conv1']['kernel'].shape == (3, 3, 512, 512)
+
+
+def test_supervision_head_is_the_only_extra_parameters():
+  base = shapes(UNetSE(num_classes=4))['params']
+  sup = shapes(UNetSE(num_classes=4, supervision=True))['params']
+  assert set(sup) - set(base) == {'supervision_head'}
+  assert count(sup) - count(base) == 512 * 4 + 4
+
+
+@pytest.mark.parametrize('norm', ['batch_renorm', 'batch_norm'])
+def test_output_shapes(norm):
+  model = UNetSE(num_classes=3, features=TINY, norm=norm, supervision=True)
+  x = jnp.ones((2, 32, 32, 1))
+  variables = shapes(model, 32)
+  out, _ = jax.eval_shape(lambda v: model.apply(v, x, train=True, mutable=['batch_stats']), variables)
+  assert out.logits.shape == (2, 32, 32, 3)
+  assert out.supervision_logits.shape == (2, 32, 32, 3)
+  out = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
+  assert out.supervision_logits is None
+
+
+def test_frem_enhances_b_channels_of_the_deepest_stage():
+  model = UNetSE(num_classes=3, features=TINY)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 1)).astype(np.float32))
+  state = steps.create_train_state(model, jax.random.key(0, impl='rbg'), (16, 16, 1), 1e-3)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+
+  @jax.jit
+  def run(b, x_factor):
+    enh = Enhancement(b, x_factor)
+    out, inter = model.apply(variables, x, train=True, enhancement=enh, rngs={'frem': jax.random.key(1)},
+                             mutable=['batch_stats', 'intermediates'])
+    return out.logits, inter['intermediates']
+
+  plain, _ = run(jnp.int32(0), jnp.float32(50.0))
+  enhanced, inter = run(jnp.int32(5), jnp.float32(50.0))
+  assert not np.allclose(plain, enhanced)
+  deepest = np.asarray(inter['deepest_features'][0])
+  ratio = np.asarray(inter['enhanced_features'][0]).reshape(-1, 16) / deepest.reshape(-1, 16)
+  column = np.nanmax(np.where(deepest.reshape(-1, 16) != 0, ratio, np.nan), axis=0)
+  assert np.sum(np.isclose(column, 50.0)) == 5 and np.sum(np.isclose(column, 1.0)) == 11
+
+
+def test_inference_cost_identical_with_frem_on_and_off():
+  """The eval step compiled for a FREM model and for the baseline costs the same FLOPs."""
+  flops = {}
+  for frem_enabled in (True, False):
+    model = UNetSE(num_classes=3, features=TINY)
+    state = steps.create_train_state(model, jax.random.key(0, impl='rbg'), (32, 32, 1), 1e-3)
+    batch = {'image': jnp.zeros((2, 32, 32, 1)), 'mask': jnp.zeros((2, 32, 32), jnp.int32)}
+    eval_fn = jax.jit(functools.partial(steps.eval_step, num_classes=3))
+    flops[frem_enabled] = eval_fn.lower(state, batch).compile().cost_analysis()['flops']
+    train_fn = jax.jit(functools.partial(steps.train_step, frem_enabled=frem_enabled,
+                                         supervision_enabled=False))
+    hp = steps.make_hyperparams(4, 10.0, 0.0)
+    flops[('train', frem_enabled)] = train_fn.lower(state, batch, hp, jax.random.key(0)).compile().cost_analysis()['flops']
+  assert flops[True] == flops[False] > 0
+  assert flops[('train', True)] > flops[('train', False)]  # FREM does cost a little in training
