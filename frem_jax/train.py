@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from frem_jax import checkpointing
+from frem_jax import cli
 from frem_jax import files
 from frem_jax import input_pipeline
 from frem_jax import metrics
@@ -206,7 +207,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
-    results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    results = train_and_evaluate(cli.config_from_flag('config'), FLAGS.workdir)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
@@ -215,4 +216,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,48 @@
+"""Command-line plumbing shared by the entry points: flag errors as one line, no traceback."""
+
+import re
+import sys
+
+from absl import flags
+
+
+def _one_line(error: BaseException) -> str:
+  if isinstance(error, SyntaxError):
+    return f'{error.msg} (line {error.lineno})'
+  text = str(error.args[0]) if error.args else str(error)
+  if len(text) > 1 and text[0] == text[-1] and text[0] in '\'"':  # a repr()'d message
+    text = text[1:-1]
+  text = text.replace('\\n', ' ').replace('\n', ' ').replace("\\'", "'")
+  return re.sub(r'\s+', ' ', text)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """Parses absl flags; a bad flag or config key prints one line and exits with status 1."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+  except (AttributeError, KeyError) as e:  # ml_collections: unknown --config.<key>
+    message = (f'unknown config key {_one_line(e)}; the keys are listed in configs/default.py '
+               'and the README')
+  except (TypeError, ValueError) as e:  # ml_collections: a value of the wrong type
+    message = f'bad config override: {_one_line(e)}'
+  except Exception as e:  # pylint: disable=broad-except  # a config file that fails to run
+    message = f'a config file failed to load: {type(e).__name__}: {_one_line(e)}'
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(1)
+
+
+def config_from_flag(name: str = 'config'):
+  """The config of a `config_flags` flag; a file that does not load prints one line and exits 1."""
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config = getattr(flags.FLAGS, name)
+  try:
+    config.keys()  # the flag's proxy reports a failed load only on first use
+    return config
+  except OSError as e:
+    reason = str(e).strip().splitlines()[-1].strip()
+    path = config_flags.get_config_filename(flags.FLAGS[name])
+    print(f'error: --{name}={path} could not be loaded ({reason}); give the path of a config '
+          'file such as configs/demo.py', file=sys.stderr)
+    sys.exit(1)

@@ -1,0 +1,51 @@
+"""The train command line: one clear line and exit 1 for user mistakes, never a traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_train(*args, cwd=ROOT):
+  return subprocess.run([sys.executable, '-m', 'frem_jax.train', *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize('flag,message', [
+    ('--config.frem.num_selected=600', 'error: frem.num_selected (B)=600 must be an integer in [0, 128]'),
+    ('--config.frem.factor=0', 'error: frem.factor (X)=0.0 must be > 0'),
+    ('--config.supervision.weight=2', 'error: supervision.weight (λ)=2.0 must be in [0, 1]'),
+    ('--config.dataset.image_size=100', 'error: dataset.image_size=100 is not divisible by 2**4=16'),
+])
+def test_bad_value_gives_one_line_and_exit_1(flag, message, tmp_path):
+  proc = run_train('--config=configs/demo.py', f'--workdir={tmp_path}/run', flag)
+  assert proc.returncode == 1
+  assert message in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert not os.path.exists(tmp_path / 'run')
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+  proc = run_train('--config=configs/demo.py', f'--workdir={tmp_path}/run', '--config.frem.num_selectd=3')
+  assert proc.returncode != 0
+  assert 'num_selectd' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+
+
+def test_missing_config_file_is_named(tmp_path):
+  proc = run_train('--config=configs/nothere.py', f'--workdir={tmp_path}/run')
+  assert proc.returncode == 1
+  assert 'error: --config=configs/nothere.py could not be loaded' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+
+
+def test_config_file_with_a_syntax_error_is_one_line(tmp_path):
+  bad = tmp_path / 'bad.py'
+  bad.write_text('def get_config(:\n')
+  proc = run_train(f'--config={bad}', f'--workdir={tmp_path}/run')
+  assert proc.returncode == 1
+  assert 'error: a config file failed to load: SyntaxError' in proc.stderr
+  assert 'Traceback' not in proc.stderr

@@ -1,0 +1,115 @@
+"""End-to-end training on tiny synthetic data: one step, results, resume, guards."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from frem_jax import input_pipeline
+from frem_jax import steps
+from frem_jax import train
+from frem_jax.errors import TrainingDiverged, UserError
+from tests.tiny import tiny_config
+
+
+def test_one_whole_training_step_lowers_the_loss_on_its_batch():
+  config = tiny_config()
+  data = input_pipeline.load_dataset(config)
+  model = train.build_model(config, data.num_classes)
+  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-2)
+  train_fn, _ = train.compiled_steps(True, False, data.num_classes)
+  batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
+  key = train.frem_epoch_key(0, 1, 'random')
+  hp = steps.make_hyperparams(5, 2.0, 0.0)
+  losses = []
+  for _ in range(5):
+    state, m = train_fn(state, batch, hp, key)
+    losses.append(float(m['loss']))
+  assert int(state.step) == 5
+  assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+  assert int(jax.tree.leaves(state.batch_stats)[-1]) == 5  # renorm step counters advanced
+
+
+def test_b_x_and_lambda_never_recompile_the_train_step():
+  config = tiny_config(**{'supervision.enabled': True})
+  data = input_pipeline.load_dataset(config)
+  model = train.build_model(config, data.num_classes)
+  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
+  train_fn, _ = train.compiled_steps(True, True, data.num_classes)
+  before = train_fn._cache_size()
+  batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
+  for b, x, lam in [(1, 2.0, 0.1), (16, 632.0, 0.9), (0, 1.0, 0.0)]:
+    state, _ = train_fn(state, batch, steps.make_hyperparams(b, x, lam), train.frem_epoch_key(0, b, 'random'))
+  assert train_fn._cache_size() - before == 1
+
+
+def test_frem_keys_change_every_epoch_unless_fixed():
+  random = [train.frem_epoch_key(3, e, 'random') for e in (1, 2)]
+  fixed = [train.frem_epoch_key(3, e, 'fixed') for e in (1, 2)]
+  same = lambda a, b: np.array_equal(jax.random.key_data(a), jax.random.key_data(b))
+  assert not same(*random) and same(*fixed)
+  assert same(train.frem_epoch_key(3, 2, 'random'), random[1])
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  return workdir, train.train_and_evaluate(tiny_config(), workdir)
+
+
+def test_results_json_has_the_promised_fields(finished_run):
+  workdir, results = finished_run
+  with open(os.path.join(workdir, 'results.json')) as f:
+    on_disk = json.load(f)
+  assert on_disk == json.loads(json.dumps(results))
+  for key in ('config', 'best_epoch', 'num_params', 'train_seconds'):
+    assert key in on_disk
+  assert 1 <= on_disk['best_epoch'] <= 3
+  assert set(on_disk['test']['iou_per_class']) == {'background', 'membrane', 'nucleus'}
+  assert 0.0 <= on_disk['test']['miou'] <= 1.0 and 0.0 <= on_disk['val']['miou'] <= 1.0
+  assert on_disk['config']['frem']['num_selected'] == 5
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    lines = [json.loads(l) for l in f]
+  assert [l['epoch'] for l in lines] == [1, 2, 3]
+  assert max(l['val/miou'] for l in lines) == pytest.approx(on_disk['val']['miou'])
+  assert any(name.startswith('events.out.tfevents') for name in os.listdir(os.path.join(workdir, 'tensorboard')))
+
+
+def test_resumed_run_ends_like_a_straight_run(finished_run, tmp_path):
+  _, straight = finished_run
+  workdir = str(tmp_path / 'resumed')
+  train.train_and_evaluate(tiny_config(num_epochs=1), workdir)  # "interrupted" after 1 epoch
+  resumed = train.train_and_evaluate(tiny_config(), workdir)
+  assert resumed['best_epoch'] == straight['best_epoch']
+  assert resumed['test'] == straight['test'] and resumed['val'] == straight['val']
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    assert [json.loads(l)['epoch'] for l in f] == [1, 2, 3]
+
+
+def test_rerunning_a_finished_run_changes_nothing(finished_run):
+  workdir, results = finished_run
+  again = train.train_and_evaluate(tiny_config(), workdir)
+  assert again['test'] == results['test'] and again['best_epoch'] == results['best_epoch']
+
+
+def test_workdir_of_another_config_is_refused_and_kept(finished_run):
+  workdir, _ = finished_run
+  before = {n: os.path.getmtime(os.path.join(workdir, n)) for n in os.listdir(workdir)}
+  with pytest.raises(UserError, match=r'holds a run with a different config \(frem.factor: 20.0 -> 30.0\)'):
+    train.train_and_evaluate(tiny_config(**{'frem.factor': 30.0}), workdir)
+  assert {n: os.path.getmtime(os.path.join(workdir, n)) for n in os.listdir(workdir)} == before
+
+
+def test_nonempty_folder_without_a_run_is_refused(tmp_path):
+  (tmp_path / 'notes.txt').write_text('mine')
+  with pytest.raises(UserError, match='is not empty and holds no config.json'):
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+  assert (tmp_path / 'notes.txt').read_text() == 'mine'
+
+
+def test_nan_loss_stops_the_run_naming_the_epoch(tmp_path):
+  with pytest.raises(TrainingDiverged, match='the loss is nan in epoch 1'):
+    train.train_and_evaluate(tiny_config(**{'frem.factor': 1e38, 'frem.num_selected': 16}), str(tmp_path))
+  assert not os.path.exists(tmp_path / 'results.json')
