@@ -44,8 +44,10 @@ def create_train_state(model: nn.Module, key: jax.Array, image_shape: tuple,
   """Initialises parameters and statistics for images of `image_shape` [H, W, C] and Adam."""
   variables = jax.jit(lambda k: model.init({'params': k}, jnp.zeros((1,) + tuple(image_shape)),
                                            train=False))(key)
-  return TrainState.create(apply_fn=model.apply, params=variables['params'],
-                           batch_stats=variables['batch_stats'], tx=optax.adam(learning_rate))
+  state = TrainState.create(apply_fn=model.apply, params=variables['params'],
+                            batch_stats=variables['batch_stats'], tx=optax.adam(learning_rate))
+  # A strongly typed step counter: a weakly typed Python 0 would recompile the second step.
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def train_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: jax.Array, *,

@@ -29,7 +29,7 @@ def test_one_whole_training_step_lowers_the_loss_on_its_batch():
     losses.append(float(m['loss']))
   assert int(state.step) == 5
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
-  assert int(jax.tree.leaves(state.batch_stats)[-1]) == 5  # renorm step counters advanced
+  assert int(state.batch_stats['deepest']['norm0']['steps']) == 5  # renorm's step counter advanced
 
 
 def test_b_x_and_lambda_never_recompile_the_train_step():

@@ -65,7 +65,8 @@ def test_frem_enhances_b_channels_of_the_deepest_stage():
   enhanced, inter = run(jnp.int32(5), jnp.float32(50.0))
   assert not np.allclose(plain, enhanced)
   deepest = np.asarray(inter['deepest_features'][0])
-  ratio = np.asarray(inter['enhanced_features'][0]).reshape(-1, 16) / deepest.reshape(-1, 16)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    ratio = np.asarray(inter['enhanced_features'][0]).reshape(-1, 16) / deepest.reshape(-1, 16)
   column = np.nanmax(np.where(deepest.reshape(-1, 16) != 0, ratio, np.nan), axis=0)
   assert np.sum(np.isclose(column, 50.0)) == 5 and np.sum(np.isclose(column, 1.0)) == 11
 
