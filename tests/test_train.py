@@ -113,3 +113,22 @@ def test_nan_loss_stops_the_run_naming_the_epoch(tmp_path):
   with pytest.raises(TrainingDiverged, match='the loss is nan in epoch 1'):
     train.train_and_evaluate(tiny_config(**{'frem.factor': 1e38, 'frem.num_selected': 16}), str(tmp_path))
   assert not os.path.exists(tmp_path / 'results.json')
+
+
+@pytest.mark.parametrize('lam', [0.0, 0.3257, 1.0])
+def test_supervision_loss_is_the_weighted_sum(lam):
+  """loss = (1 - λ) L_final + λ L_sup, with L_sup on the deepest stage's 1x1 conv resized to the input."""
+  config = tiny_config(**{'supervision.enabled': True, 'frem.enabled': False})
+  data = input_pipeline.load_dataset(config)
+  model = train.build_model(config, data.num_classes)
+  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
+  batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
+  out, _ = jax.jit(lambda s: model.apply({'params': s.params, 'batch_stats': s.batch_stats},
+                                         batch['image'], train=True, mutable=['batch_stats']))(state)
+  final = float(steps.cross_entropy(out.logits, batch['mask']))
+  sup = float(steps.cross_entropy(out.supervision_logits, batch['mask']))
+  assert abs(final - sup) > 1e-3
+  train_fn, _ = train.compiled_steps(False, True, data.num_classes)
+  _, m = train_fn(state, batch, steps.make_hyperparams(0, 1.0, lam), train.frem_epoch_key(0, 1, 'random'))
+  assert float(m['loss']) == pytest.approx((1 - lam) * final + lam * sup, rel=1e-5)
+  assert float(m['loss_final']) == pytest.approx(final, rel=1e-5)
