@@ -18,6 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-3
   config.eval_every_epochs = 1
   config.checkpoint_every_epochs = 1
+  config.parallelism = 'jit'  # 'jit' (a Mesh over the devices) or 'pmap'
+  config.num_devices = 0  # local devices to use; 0 = all
+  config.data_on_device = True  # keep the training split on the device, one jitted scan per epoch
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'synthetic_cells'
@@ -38,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.renorm_r_max = 3.0
   config.model.renorm_d_max = 5.0
   config.model.renorm_warmup_steps = 5000
+  config.model.upconv_impl = 'matmul'  # 'matmul' (fast on CPU) or 'xla' (nn.ConvTranspose); same results
 
   # FREM: multiply B (num_selected) channels of the deepest stage by X (factor).
   config.frem = ml_collections.ConfigDict()

@@ -37,6 +37,7 @@ flags.DEFINE_integer('num_classes', 3, 'K.')
 flags.DEFINE_integer('in_channels', 1, 'Input channels.')
 flags.DEFINE_integer('num_selected', 162, 'FREM B.')
 flags.DEFINE_float('factor', 632.0, 'FREM X.')
+flags.DEFINE_enum('upconv_impl', 'matmul', ['matmul', 'xla'], 'Decoder up-convolution (model.upconv_impl).')
 
 
 def conv_forward_flops(features, image_size, in_channels, num_classes) -> int:
@@ -73,9 +74,10 @@ def _summary(batch, times, flops_per_step, conv_flops_per_step, compile_s) -> di
 
 
 def run_benchmark(features, image_size, batch_sizes, infer_batch_sizes, num_steps, warmup,
-                  num_classes=3, in_channels=1, num_selected=162, factor=632.0) -> dict:
+                  num_classes=3, in_channels=1, num_selected=162, factor=632.0,
+                  upconv_impl='matmul') -> dict:
   """Times the train step (FREM on) and the inference forward pass; returns the JSON-able results."""
-  model = UNetSE(num_classes=num_classes, features=tuple(features))
+  model = UNetSE(num_classes=num_classes, features=tuple(features), upconv_impl=upconv_impl)
   shape = (image_size, image_size, in_channels)
   state0 = steps.create_train_state(model, jax.random.key(0, impl='rbg'), shape, 1e-3)
   num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state0.params)))
@@ -120,7 +122,7 @@ def run_benchmark(features, image_size, batch_sizes, infer_batch_sizes, num_step
       'python': platform.python_version(), 'device': str(jax.devices()[0]),
       'device_kind': jax.devices()[0].device_kind, 'num_devices': jax.device_count(),
       'xla_flags': xla_setup.current_flags(), 'features': list(features), 'image_size': image_size,
-      'num_classes': num_classes, 'num_params': num_params,
+      'num_classes': num_classes, 'num_params': num_params, 'upconv_impl': upconv_impl,
       'forward_gflop_per_image': forward_xla_flops / 1e9 if forward_xla_flops else None,
       'conv_forward_gflop_per_image': conv_fwd / 1e9,
       'warmup': warmup, 'steps': num_steps,
@@ -137,7 +139,7 @@ def main(argv):
   result = run_benchmark(
       [int(f) for f in FLAGS.features], FLAGS.image_size, [int(b) for b in FLAGS.batch_sizes],
       [int(b) for b in FLAGS.infer_batch_sizes], FLAGS.steps, FLAGS.warmup, FLAGS.num_classes,
-      FLAGS.in_channels, FLAGS.num_selected, FLAGS.factor)
+      FLAGS.in_channels, FLAGS.num_selected, FLAGS.factor, FLAGS.upconv_impl)
   print(json.dumps(result))
 
 

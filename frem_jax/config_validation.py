@@ -7,6 +7,8 @@ from frem_jax.errors import UserError
 DATASETS = ('synthetic_cells', 'drosophila_vnc', 'mouse_liver', 'cell_folder')
 NORMS = ('batch_renorm', 'batch_norm')
 FREM_MODES = ('random', 'fixed')
+PARALLELISM = ('jit', 'pmap')
+UPCONV_IMPLS = ('matmul', 'xla')
 
 
 def _require(ok: bool, message: str) -> None:
@@ -28,7 +30,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
               'checkpoint_every_epochs'):
     value = config[key]
     _require(_is_int(value) and value >= 1, f'{key}={value!r} must be an integer >= 1')
+  _require(config.parallelism in PARALLELISM,
+           f'parallelism={config.parallelism!r} must be one of {PARALLELISM}')
+  _require(_is_int(config.num_devices) and config.num_devices >= 0,
+           f'num_devices={config.num_devices!r} must be an integer >= 0 (0 = all local devices)')
   _require(config.learning_rate > 0, f'learning_rate={config.learning_rate} must be > 0')
+  _require(config.model.upconv_impl in UPCONV_IMPLS,
+           f'model.upconv_impl={config.model.upconv_impl!r} must be one of {UPCONV_IMPLS}')
   _require(config.model.norm in NORMS, f'model.norm={config.model.norm!r} must be one of {NORMS}')
   _require(_is_int(config.model.se_reduction) and config.model.se_reduction >= 1,
            f'model.se_reduction={config.model.se_reduction!r} must be an integer >= 1')

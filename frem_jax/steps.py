@@ -1,5 +1,6 @@
 """The train state and the jitted train and eval steps."""
 
+import functools
 from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
@@ -39,13 +40,19 @@ def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
+@functools.lru_cache(maxsize=None)
+def adam(learning_rate: float) -> optax.GradientTransformation:
+  """Adam, one instance per learning rate: runs in one process share it, and so the compiled step."""
+  return optax.adam(learning_rate)
+
+
 def create_train_state(model: nn.Module, key: jax.Array, image_shape: tuple,
                        learning_rate: float) -> TrainState:
   """Initialises parameters and statistics for images of `image_shape` [H, W, C] and Adam."""
   variables = jax.jit(lambda k: model.init({'params': k}, jnp.zeros((1,) + tuple(image_shape)),
                                            train=False))(key)
   state = TrainState.create(apply_fn=model.apply, params=variables['params'],
-                            batch_stats=variables['batch_stats'], tx=optax.adam(learning_rate))
+                            batch_stats=variables['batch_stats'], tx=adam(learning_rate))
   # A strongly typed step counter: a weakly typed Python 0 would recompile the second step.
   return state.replace(step=jnp.zeros((), jnp.int32))
 

@@ -21,9 +21,11 @@ from tqdm import tqdm
 
 from frem_jax import checkpointing
 from frem_jax import cli
+from frem_jax import epochs as epochs_lib
 from frem_jax import files
 from frem_jax import input_pipeline
 from frem_jax import metrics
+from frem_jax import parallel
 from frem_jax import steps
 from frem_jax import workdir as workdir_lib
 from frem_jax.config_validation import validate_config
@@ -49,11 +51,19 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
                 axis_name: Optional[str] = None) -> UNetSE:
   """The U-Net+SE described by `config.model` (with the SuperVision head if enabled)."""
   m = config.model
-  return UNetSE(
+  return _model(
       num_classes=num_classes, features=tuple(m.features), norm=m.norm,
       se_reduction=m.se_reduction, supervision=config.supervision.enabled,
       norm_momentum=m.norm_momentum, norm_epsilon=m.norm_epsilon, renorm_r_max=m.renorm_r_max,
-      renorm_d_max=m.renorm_d_max, renorm_warmup_steps=m.renorm_warmup_steps, axis_name=axis_name)
+      renorm_d_max=m.renorm_d_max, renorm_warmup_steps=m.renorm_warmup_steps, axis_name=axis_name,
+      upconv_impl=m.upconv_impl)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(**attributes) -> UNetSE:
+  # One instance per architecture, so that runs in one process (a sweep) share the
+  # train state's static apply_fn and with it the compiled train step.
+  return UNetSE(**attributes)
 
 
 def frem_epoch_key(seed: int, epoch: int, mode: str) -> jax.Array:
@@ -66,16 +76,6 @@ def hyperparams(config: ml_collections.ConfigDict) -> steps.Hyperparams:
   """B (`frem.num_selected`), X (`frem.factor`) and λ (`supervision.weight`) as runtime inputs."""
   return steps.make_hyperparams(config.frem.num_selected, config.frem.factor,
                                 config.supervision.weight)
-
-
-@functools.lru_cache(maxsize=None)
-def compiled_steps(frem_enabled: bool, supervision_enabled: bool, num_classes: int):
-  """The jitted train and eval steps, shared by every run in this process (one compile per shape)."""
-  train_fn = jax.jit(functools.partial(steps.train_step, frem_enabled=frem_enabled,
-                                       supervision_enabled=supervision_enabled),
-                     donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(steps.eval_step, num_classes=num_classes))
-  return train_fn, eval_fn
 
 
 def evaluate(eval_fn, state: steps.TrainState, split: input_pipeline.Split,
@@ -99,15 +99,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The results dictionary written to `workdir/results.json`.
   """
   validate_config(config)
+  devices = parallel.local_devices(config.num_devices)
+  parallel.check_divisible(config.batch_size, len(devices))
+  parallel.check_divisible(config.eval_batch_size, len(devices), 'eval_batch_size')
   workdir_lib.claim(workdir, config)
   data = input_pipeline.load_dataset(config)
   train_split = data.splits['train']
-  model = build_model(config, data.num_classes)
+  axis_name = parallel.PMAP_AXIS if config.parallelism == 'pmap' else None
+  model = build_model(config, data.num_classes, axis_name)
   state = steps.create_train_state(
       model, jax.random.fold_in(run_key(config.seed), _INIT_STREAM),
       train_split.images.shape[1:], config.learning_rate)
-  train_fn, eval_fn = compiled_steps(config.frem.enabled, config.supervision.enabled,
-                                     data.num_classes)
+  runner = epochs_lib.EpochRunner(
+      train_split, config.batch_size, config.seed, frem_enabled=config.frem.enabled,
+      supervision_enabled=config.supervision.enabled, parallelism=config.parallelism,
+      data_on_device=config.data_on_device, devices=devices)
+  eval_fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh)
   hparams = hyperparams(config)
 
   manager = checkpointing.make_manager(workdir)
@@ -120,6 +127,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_seconds, best_miou = meta['train_seconds'], meta['best_val_miou']
     logging.info('Resuming %s from epoch %d.', workdir, start_epoch)
   logger.truncate_after(start_epoch)
+  train_state = runner.put(state)
 
   try:
     epochs = tqdm(range(start_epoch + 1, config.num_epochs + 1), initial=start_epoch,
@@ -127,11 +135,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for epoch in epochs:
       t0 = time.perf_counter()
       key = frem_epoch_key(config.seed, epoch, config.frem.mode)
-      loss_sum = 0.0
-      for batch in input_pipeline.train_batches(train_split, config.batch_size, config.seed, epoch):
-        state, step_metrics = train_fn(state, batch, hparams, key)
-        loss_sum = loss_sum + step_metrics['loss']
+      train_state, loss_sum = runner.run(train_state, epoch, hparams, key)
       loss = float(loss_sum) / input_pipeline.steps_per_epoch(train_split, config.batch_size)
+      state = runner.get(train_state)
       if not math.isfinite(loss):
         raise TrainingDiverged(
             f'training diverged: the loss is {loss} in epoch {epoch} (frem.factor={config.frem.factor}, '

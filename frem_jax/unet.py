@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from frem_jax.batch_renorm import BatchRenorm
+from frem_jax.conv import UpConv2x2
 from frem_jax.frem import FREM
 from frem_jax.se_block import SEBlock
 
@@ -59,6 +60,8 @@ class UNetSE(nn.Module):
     renorm_warmup_steps: normalisation settings (`model.norm_*`, `model.renorm_*`).
     axis_name: mapped axis over which normalisation statistics are averaged
       (pmap); None under jit, where the batch axis is already global.
+    upconv_impl: 'matmul' (`UpConv2x2`, fast on CPU) or 'xla' (`nn.ConvTranspose`);
+      the same parameters and outputs (`model.upconv_impl`).
   """
   num_classes: int
   features: Sequence[int] = (32, 64, 128, 256, 512)
@@ -71,6 +74,14 @@ class UNetSE(nn.Module):
   renorm_d_max: float = 5.0
   renorm_warmup_steps: int = 5000
   axis_name: Optional[str] = None
+  upconv_impl: str = 'matmul'
+
+  def _upconv(self, features: int, name: str) -> nn.Module:
+    if self.upconv_impl == 'matmul':
+      return UpConv2x2(features, name=name)
+    if self.upconv_impl == 'xla':
+      return nn.ConvTranspose(features, (2, 2), strides=(2, 2), name=name)
+    raise ValueError(f"model.upconv_impl must be 'matmul' or 'xla', got {self.upconv_impl!r}")
 
   def _norm(self) -> functools.partial:
     if self.norm == 'batch_renorm':
@@ -115,7 +126,7 @@ class UNetSE(nn.Module):
       x = FREM(deterministic=False, name='frem')(x, enhancement.num_selected, enhancement.factor)
     self.sow('intermediates', 'enhanced_features', x)
     for i, (width, skip) in reversed(list(enumerate(zip(self.features[:-1], skips)))):
-      x = nn.ConvTranspose(width, (2, 2), strides=(2, 2), name=f'up{i}')(x)
+      x = self._upconv(width, f'up{i}')(x)
       if i == len(skips) - 1:
         self.sow('intermediates', 'first_skip_features', skip)
       x = jnp.concatenate([x, skip], axis=-1)

@@ -7,11 +7,26 @@ import jax
 import numpy as np
 import pytest
 
+from frem_jax import epochs
 from frem_jax import input_pipeline
+from frem_jax import parallel
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.errors import TrainingDiverged, UserError
 from tests.tiny import tiny_config
+
+
+MESH = parallel.make_mesh(jax.local_devices()[:1])
+
+
+def single_device_step(frem_enabled, supervision_enabled):
+  return epochs.jit_train_step(frem_enabled, supervision_enabled, MESH)
+
+
+def placed_state(model):
+  """A fresh train state laid out as the training loop lays it out (replicated on the mesh)."""
+  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
+  return jax.device_put(state, parallel.replicated(MESH))
 
 
 def test_one_whole_training_step_lowers_the_loss_on_its_batch():
@@ -19,7 +34,7 @@ def test_one_whole_training_step_lowers_the_loss_on_its_batch():
   data = input_pipeline.load_dataset(config)
   model = train.build_model(config, data.num_classes)
   state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-2)
-  train_fn, _ = train.compiled_steps(True, False, data.num_classes)
+  train_fn = single_device_step(True, False)
   batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
   key = train.frem_epoch_key(0, 1, 'random')
   hp = steps.make_hyperparams(5, 2.0, 0.0)
@@ -36,13 +51,51 @@ def test_b_x_and_lambda_never_recompile_the_train_step():
   config = tiny_config(**{'supervision.enabled': True})
   data = input_pipeline.load_dataset(config)
   model = train.build_model(config, data.num_classes)
-  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
-  train_fn, _ = train.compiled_steps(True, True, data.num_classes)
+  state = placed_state(model)
+  train_fn = single_device_step(True, True)
   before = train_fn._cache_size()
   batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
   for b, x, lam in [(1, 2.0, 0.1), (16, 632.0, 0.9), (0, 1.0, 0.0)]:
     state, _ = train_fn(state, batch, steps.make_hyperparams(b, x, lam), train.frem_epoch_key(0, b, 'random'))
   assert train_fn._cache_size() - before == 1
+
+
+def test_runs_with_other_b_x_lambda_reuse_the_compiled_epoch(tmp_path):
+  """Two runs in one process that differ only in B, X and λ compile the train step once."""
+  fn = epochs.jit_train_step_on_device(True, True, parallel.make_mesh(jax.local_devices()))
+  before = fn._cache_size()
+  for i, (b, x, lam) in enumerate([(3, 10.0, 0.2), (12, 500.0, 0.7)]):
+    config = tiny_config(num_epochs=1, **{'frem.num_selected': b, 'frem.factor': x,
+                                          'supervision.enabled': True, 'supervision.weight': lam})
+    train.train_and_evaluate(config, str(tmp_path / f'trial{i}'))
+  assert fn._cache_size() - before == 1
+
+
+def test_epoch_on_the_device_equals_host_fed_steps():
+  config = tiny_config()
+  data = input_pipeline.load_dataset(config)
+  model = train.build_model(config, data.num_classes)
+  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
+  hp, key = steps.make_hyperparams(5, 20.0, 0.0), train.frem_epoch_key(0, 1, 'random')
+  results = {}
+  for on_device in (True, False):
+    runner = epochs.EpochRunner(data.splits['train'], 4, 0, frem_enabled=True, supervision_enabled=False,
+                                data_on_device=on_device)
+    s = runner.put(jax.tree.map(jax.numpy.copy, state))
+    losses = []
+    for epoch in (1, 2):
+      s, loss_sum = runner.run(s, epoch, hp, key)
+      losses.append(float(loss_sum))
+    results[on_device] = (losses, runner.get(s).params)
+  np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(results[True][1]), jax.tree.leaves(results[False][1])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_index_batches_match_the_host_batches():
+  split = input_pipeline.Split(np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1), np.zeros((10, 1, 1), np.int32))
+  host = [b['image'].ravel().astype(int).tolist() for b in input_pipeline.train_batches(split, 3, 7, 4)]
+  assert epochs.index_batches(10, 3, 7, 4).tolist() == host
 
 
 def test_frem_keys_change_every_epoch_unless_fixed():
@@ -128,7 +181,7 @@ def test_supervision_loss_is_the_weighted_sum(lam):
   final = float(steps.cross_entropy(out.logits, batch['mask']))
   sup = float(steps.cross_entropy(out.supervision_logits, batch['mask']))
   assert abs(final - sup) > 1e-3
-  train_fn, _ = train.compiled_steps(False, True, data.num_classes)
+  train_fn = single_device_step(False, True)
   _, m = train_fn(state, batch, steps.make_hyperparams(0, 1.0, lam), train.frem_epoch_key(0, 1, 'random'))
   assert float(m['loss']) == pytest.approx((1 - lam) * final + lam * sup, rel=1e-5)
   assert float(m['loss_final']) == pytest.approx(final, rel=1e-5)

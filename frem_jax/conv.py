@@ -1,0 +1,30 @@
+"""The decoder's 2x2 stride-2 transposed convolution as one matrix product.
+
+XLA:CPU lowers `nn.ConvTranspose` to a convolution of the zero-dilated input,
+which took about a third of the paper model's training step on our 2-core CPU
+(README, Performance). Each input pixel of a 2x2 stride-2 transposed
+convolution writes exactly one 2x2 output block, so the same result is a
+matmul [N·H·W, C] x [C, 4·O] and a depth-to-space rearrangement.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class UpConv2x2(nn.Module):
+  """2x2 stride-2 transposed conv with bias; same parameters and outputs as `nn.ConvTranspose(features, (2, 2), strides=(2, 2))`."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    n, h, w, c = x.shape
+    o = self.features
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (2, 2, c, o), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (o,), jnp.float32)
+    # nn.ConvTranspose (SAME padding, transpose_kernel=False) gives output offset (a, b) of each
+    # 2x2 block the tap kernel[1 - a, 1 - b].
+    k2d = jnp.flip(kernel, (0, 1)).transpose(2, 0, 1, 3).reshape(c, 4 * o)
+    y = jnp.einsum('nhwc,ck->nhwk', x, k2d, precision=jax.lax.Precision.HIGHEST)
+    y = y.reshape(n, h, w, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, o)
+    return y + bias

@@ -1,0 +1,39 @@
+"""Loss trajectories of a few training steps on 1 and on 2 devices; run with 2 host devices.
+
+Prints one JSON line: {"jit": {"1": [...], "2": [...]}, "pmap": {...}}.
+"""
+
+import json
+
+import jax
+import numpy as np
+
+from frem_jax import epochs
+from frem_jax import input_pipeline
+from frem_jax import steps
+from frem_jax import train
+from tests.tiny import tiny_config
+
+
+def trajectory(parallelism: str, num_devices: int, num_epochs: int = 3) -> list:
+  config = tiny_config(**{'model.norm': 'batch_renorm', 'model.renorm_warmup_steps': 2})
+  data = input_pipeline.load_dataset(config)
+  axis = 'batch' if parallelism == 'pmap' else None
+  model = train.build_model(config, data.num_classes, axis)
+  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
+  runner = epochs.EpochRunner(data.splits['train'], 4, 0, frem_enabled=True, supervision_enabled=False,
+                              parallelism=parallelism, data_on_device=False,
+                              devices=jax.local_devices()[:num_devices])
+  s = runner.put(state)
+  losses = []
+  for epoch in range(1, num_epochs + 1):
+    s, loss_sum = runner.run(s, epoch, steps.make_hyperparams(5, 20.0, 0.0),
+                             train.frem_epoch_key(0, epoch, 'random'))
+    losses.append(float(loss_sum))
+  final = runner.get(s)
+  return losses + [float(np.asarray(final.batch_stats['deepest']['norm1']['mean']).sum())]
+
+
+if __name__ == '__main__':
+  assert jax.local_device_count() == 2, jax.devices()
+  print(json.dumps({p: {str(n): trajectory(p, n) for n in (1, 2)} for p in ('jit', 'pmap')}))
