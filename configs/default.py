@@ -29,8 +29,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.num_validation = 5
   config.dataset.num_test = 10
   config.dataset.seed = 0
-  config.dataset.source_dir = ''
-  config.dataset.data_dir = ''
+  config.dataset.source_dir = ''  # the real datasets' source folder (README, Datasets)
+  config.dataset.data_dir = ''  # prepared data; '' = tensorflow_datasets/ beside the workdir
+  config.dataset.classes = ()  # mask value -> class name pairs, e.g. ((0, 'background'), (255, 'membrane'))
+  config.dataset.split_fractions = (0.7, 0.1, 0.2)  # train, validation, test (folder datasets)
+  config.dataset.split_seed = 0
+  config.dataset.limit = 0  # keep the first N tiles of each split (0 = all), for quick runs
+  config.dataset.augment = False  # random flips and 90° rotations (the paper mentions none)
 
   config.model = ml_collections.ConfigDict()
   config.model.features = (32, 64, 128, 256, 512)

@@ -21,7 +21,9 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    message = str(e)
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    # A config file that raised: absl quotes its traceback; keep the flag and the exception.
+    message = lines[0] if len(lines) == 1 else f'{lines[0]} {lines[-1]}'
   except (AttributeError, KeyError) as e:  # ml_collections: unknown --config.<key>
     message = (f'unknown config key {_one_line(e)}; the keys are listed in configs/default.py '
                'and the README')

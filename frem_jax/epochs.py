@@ -81,12 +81,13 @@ class EpochRunner:
 
   def __init__(self, split: input_pipeline.Split, batch_size: int, seed: int, *,
                frem_enabled: bool, supervision_enabled: bool, parallelism: str = 'jit',
-               data_on_device: bool = True, devices: list = ()):
-    self._split, self._batch_size, self._seed = split, batch_size, seed
+               data_on_device: bool = True, augment: bool = False, devices: list = ()):
+    self._split, self._batch_size, self._seed, self._augment = split, batch_size, seed, augment
     self._devices = tuple(devices) or tuple(jax.local_devices())
     parallel.check_divisible(batch_size, len(self._devices))
     self.parallelism = parallelism
-    self.data_on_device = data_on_device and parallelism == 'jit'
+    # Augmentation happens on the host, so it feeds batches from there.
+    self.data_on_device = data_on_device and parallelism == 'jit' and not augment
     self.mesh = parallel.make_mesh(list(self._devices))
     if parallelism == 'pmap':
       self._step = pmap_train_step(frem_enabled, supervision_enabled, self._devices)
@@ -123,8 +124,11 @@ class EpochRunner:
         state, m = self._step(state, self._images, self._masks, idx, hparams, key)
         loss_sum = loss_sum + m['loss']
       return state, loss_sum
+    rng = np.random.default_rng(np.random.SeedSequence([self._seed, epoch, 1]))
     for idx in order:
       batch = {'image': self._split.images[idx], 'mask': self._split.masks[idx]}
+      if self._augment:
+        batch = input_pipeline.augment_batch(batch, rng)
       if self.parallelism == 'pmap':
         n = len(self._devices)
         batch = jax.tree.map(lambda x: x.reshape((n, -1) + x.shape[1:]), batch)

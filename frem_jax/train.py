@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from frem_jax import checkpointing
 from frem_jax import cli
+from frem_jax import datasets
 from frem_jax import epochs as epochs_lib
 from frem_jax import files
 from frem_jax import input_pipeline
@@ -102,8 +103,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   devices = parallel.local_devices(config.num_devices)
   parallel.check_divisible(config.batch_size, len(devices))
   parallel.check_divisible(config.eval_batch_size, len(devices), 'eval_batch_size')
-  workdir_lib.claim(workdir, config)
-  data = input_pipeline.load_dataset(config)
+  workdir_lib.check(workdir, config)
+  data = input_pipeline.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
+  workdir_lib.record(workdir, config)
   train_split = data.splits['train']
   axis_name = parallel.PMAP_AXIS if config.parallelism == 'pmap' else None
   model = build_model(config, data.num_classes, axis_name)
@@ -113,7 +115,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   runner = epochs_lib.EpochRunner(
       train_split, config.batch_size, config.seed, frem_enabled=config.frem.enabled,
       supervision_enabled=config.supervision.enabled, parallelism=config.parallelism,
-      data_on_device=config.data_on_device, devices=devices)
+      data_on_device=config.data_on_device, augment=config.dataset.augment, devices=devices)
   eval_fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh)
   hparams = hyperparams(config)
 

@@ -9,8 +9,9 @@ from frem_jax import files
 from frem_jax.errors import UserError
 
 CONFIG_FILE = 'config.json'
-# Keys that may change when a run is resumed: training longer continues the same run.
-RESUMABLE_KEYS = ('num_epochs',)
+# Keys that may change when a run is resumed: training longer continues the same run, and
+# moving the data (or its prepared copy) does not change it.
+RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir')
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
@@ -28,11 +29,10 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
   return flat
 
 
-def claim(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Records `config` in `workdir`, or checks it matches the run already there.
+def check(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Raises UserError, touching nothing, if `workdir` is a file or holds a run of a different config.
 
-  Raises UserError, without touching anything, if `workdir` holds a run of a
-  different config (keys in RESUMABLE_KEYS aside) or is an existing file.
+  Keys in RESUMABLE_KEYS may differ.
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UserError(f'--workdir={workdir} is an existing file; name a folder')
@@ -55,4 +55,8 @@ def claim(workdir: str, config: ml_collections.ConfigDict) -> None:
   elif os.path.isdir(workdir) and os.listdir(workdir):
     raise UserError(f'--workdir={workdir} is not empty and holds no {CONFIG_FILE}; '
                     'use an empty or new folder')
-  files.write_json_atomic(path, new)
+
+
+def record(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes `config` to `workdir/config.json` (after `check`)."""
+  files.write_json_atomic(os.path.join(workdir, CONFIG_FILE), config_to_json(config))

@@ -12,12 +12,12 @@ from frem_jax import epochs
 from frem_jax import input_pipeline
 from frem_jax import steps
 from frem_jax import train
-from tests.tiny import tiny_config
+from tests.tiny import DATA_DIR, tiny_config
 
 
 def trajectory(parallelism: str, num_devices: int, num_epochs: int = 3) -> list:
   config = tiny_config(**{'model.norm': 'batch_renorm', 'model.renorm_warmup_steps': 2})
-  data = input_pipeline.load_dataset(config)
+  data = input_pipeline.load_dataset(config, DATA_DIR)
   axis = 'batch' if parallelism == 'pmap' else None
   model = train.build_model(config, data.num_classes, axis)
   state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)

@@ -49,3 +49,19 @@ def test_config_file_with_a_syntax_error_is_one_line(tmp_path):
   assert proc.returncode == 1
   assert 'error: a config file failed to load: SyntaxError' in proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+def test_unknown_config_variant_is_one_line(tmp_path):
+  proc = run_train('--config=configs/mouse.py:nonsense', f'--workdir={tmp_path}/run')
+  assert proc.returncode == 1
+  assert "ValueError: unknown variant 'nonsense' of configs/mouse.py" in proc.stderr
+  assert 'Traceback' not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_missing_dataset_folder_leaves_no_workdir(tmp_path):
+  proc = run_train('--config=configs/drosophila.py', f'--workdir={tmp_path}/run',
+                   '--config.dataset.source_dir=/nonexistent/drosophila')
+  assert proc.returncode == 1
+  assert 'error: /nonexistent/drosophila/stack1/raw does not exist; download the' in proc.stderr
+  assert 'doi:10.6084/m9.figshare.856713' in proc.stderr
+  assert not os.path.exists(tmp_path / 'run')

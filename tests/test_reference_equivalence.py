@@ -10,12 +10,12 @@ from frem_jax import input_pipeline
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.unet import UNetSE
-from tests.tiny import tiny_config
+from tests.tiny import DATA_DIR, tiny_config
 
 
 def test_matmul_upconv_train_steps_match_conv_transpose_reference():
   config = tiny_config()
-  data = input_pipeline.load_dataset(config)
+  data = input_pipeline.load_dataset(config, DATA_DIR)
   batches = list(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
   hp = steps.make_hyperparams(5, 20.0, 0.0)
   runs = {}

@@ -13,7 +13,7 @@ from frem_jax import parallel
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.errors import TrainingDiverged, UserError
-from tests.tiny import tiny_config
+from tests.tiny import DATA_DIR, tiny_config
 
 
 MESH = parallel.make_mesh(jax.local_devices()[:1])
@@ -31,7 +31,7 @@ def placed_state(model):
 
 def test_one_whole_training_step_lowers_the_loss_on_its_batch():
   config = tiny_config()
-  data = input_pipeline.load_dataset(config)
+  data = input_pipeline.load_dataset(config, DATA_DIR)
   model = train.build_model(config, data.num_classes)
   state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-2)
   train_fn = single_device_step(True, False)
@@ -49,7 +49,7 @@ def test_one_whole_training_step_lowers_the_loss_on_its_batch():
 
 def test_b_x_and_lambda_never_recompile_the_train_step():
   config = tiny_config(**{'supervision.enabled': True})
-  data = input_pipeline.load_dataset(config)
+  data = input_pipeline.load_dataset(config, DATA_DIR)
   model = train.build_model(config, data.num_classes)
   state = placed_state(model)
   train_fn = single_device_step(True, True)
@@ -73,7 +73,7 @@ def test_runs_with_other_b_x_lambda_reuse_the_compiled_epoch(tmp_path):
 
 def test_epoch_on_the_device_equals_host_fed_steps():
   config = tiny_config()
-  data = input_pipeline.load_dataset(config)
+  data = input_pipeline.load_dataset(config, DATA_DIR)
   model = train.build_model(config, data.num_classes)
   state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
   hp, key = steps.make_hyperparams(5, 20.0, 0.0), train.frem_epoch_key(0, 1, 'random')
@@ -172,7 +172,7 @@ def test_nan_loss_stops_the_run_naming_the_epoch(tmp_path):
 def test_supervision_loss_is_the_weighted_sum(lam):
   """loss = (1 - λ) L_final + λ L_sup, with L_sup on the deepest stage's 1x1 conv resized to the input."""
   config = tiny_config(**{'supervision.enabled': True, 'frem.enabled': False})
-  data = input_pipeline.load_dataset(config)
+  data = input_pipeline.load_dataset(config, DATA_DIR)
   model = train.build_model(config, data.num_classes)
   state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
   batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))

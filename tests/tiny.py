@@ -1,5 +1,7 @@
 """A tiny config for fast end-to-end tests."""
 
+import tempfile
+
 from configs import default
 
 
@@ -17,6 +19,7 @@ def tiny_config(**overrides):
   config.model.renorm_warmup_steps = 4
   config.frem.num_selected = 5
   config.frem.factor = 20.0
+  config.dataset.data_dir = DATA_DIR
   for key, value in overrides.items():
     node = config
     *path, last = key.split('.')
@@ -24,3 +27,6 @@ def tiny_config(**overrides):
       node = node[p]
     node[last] = value
   return config
+
+# Prepared TFDS data shared by the tests of one session (each options set is prepared once).
+DATA_DIR = tempfile.mkdtemp(prefix='frem_tfds_')

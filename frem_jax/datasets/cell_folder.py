@@ -1,0 +1,134 @@
+"""Any folder of images and masks (`cell_folder`), and the paper's mouse liver data (`mouse_liver`).
+
+`cell_folder` layout: `SOURCE/images/NAME.{png,tif,tiff}` and
+`SOURCE/masks/NAME.{png,tif,tiff}` with matching stems; images 8 or 16 bit,
+grayscale or RGB (all images of a dataset alike); masks hold one value per
+pixel, mapped to classes by `dataset.classes`, e.g. ((0, 'background'),
+(255, 'membrane')); a value not in the mapping is an error naming the file.
+The split is by image, never by tile: `SOURCE/splits/{train,validation,test}.txt`
+(one stem per line) if that folder exists, else `dataset.split_fractions`
+(validation and test rounded, train the rest) of the stems sorted and
+shuffled with `dataset.split_seed`. Images are cut into tiles of
+`dataset.image_size`; where the size does not divide, the last row/column of
+tiles is aligned with the far edge and overlaps its neighbour (no pixel is
+dropped); an image smaller than a tile is an error.
+
+`mouse_liver` (Imanishi et al., Cell Structure and Function 43(2):129–140,
+2018; not public) is the same with `SOURCE/images/` and `SOURCE/labels/`, 50
+images of 256x256, labels 0 background, 1 membrane, 2 nucleus (override with
+`dataset.classes` if your copy uses other values), split 35/5/10 by the
+fractions (0.7, 0.1, 0.2) with seed 0 unless `SOURCE/splits/` names it.
+"""
+
+import os
+from typing import Iterator
+
+import numpy as np
+
+from frem_jax.datasets import base
+from frem_jax.datasets import image_io
+from frem_jax.datasets import tiling
+from frem_jax.errors import UserError
+
+
+def split_stems(stems: list, source_dir: str, fractions: tuple, seed: int) -> dict:
+  """split -> stems, from `source_dir/splits/*.txt` or from fractions and a seed."""
+  split_dir = os.path.join(source_dir, 'splits')
+  if os.path.isdir(split_dir):
+    out = {}
+    for split in base.SPLITS:
+      path = os.path.join(split_dir, f'{split}.txt')
+      if not os.path.isfile(path):
+        raise UserError(f'{path} is missing; {split_dir} must hold train.txt, validation.txt and test.txt')
+      with open(path) as f:
+        names = [l.strip() for l in f if l.strip()]
+      missing = [n for n in names if n not in stems]
+      if missing:
+        raise UserError(f'{path} names {missing[0]!r}, which has no image and mask pair in {source_dir}')
+      out[split] = names
+  else:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+      raise UserError(f'dataset.split_fractions={tuple(fractions)} must be 3 non-negative numbers '
+                      '(train, validation, test) that sum to 1')
+    order = np.random.default_rng(seed).permutation(len(stems))
+    n_val = int(round(len(stems) * fractions[1]))
+    n_test = int(round(len(stems) * fractions[2]))
+    shuffled = [stems[i] for i in order]
+    out = {'validation': shuffled[:n_val], 'test': shuffled[n_val:n_val + n_test],
+           'train': shuffled[n_val + n_test:]}
+  for split in base.SPLITS:
+    if not out[split]:
+      raise UserError(f'the {split} split of {source_dir} is empty ({len(stems)} images, '
+                      f'fractions {tuple(fractions)}); add images or give splits/{split}.txt')
+  return out
+
+
+class CellFolder(base.SegmentationBuilder):
+  """TFDS builder of a folder of images and masks (see the module docstring)."""
+  IMAGE_DIR, MASK_DIR = 'images', 'masks'
+
+  def __init__(self, *, source_dir: str, classes: tuple, tile_size: int,
+               split_fractions: tuple = (0.7, 0.1, 0.2), split_seed: int = 0, **kwargs):
+    self._check_folder(source_dir)
+    self._source_dir, self._tile = source_dir, tile_size
+    self._mapping = {int(v): i for i, (v, _) in enumerate(classes)}
+    self.class_names = tuple(str(name) for _, name in classes)
+    images = image_io.stems(os.path.join(source_dir, self.IMAGE_DIR))
+    masks = image_io.stems(os.path.join(source_dir, self.MASK_DIR))
+    for stem in images:
+      if stem not in masks:
+        raise UserError(f'{images[stem]} has no mask in {os.path.join(source_dir, self.MASK_DIR)}; '
+                        'add NAME with the same stem or remove the image')
+    for stem in masks:
+      if stem not in images:
+        raise UserError(f'{masks[stem]} has no image in {os.path.join(source_dir, self.IMAGE_DIR)}; '
+                        'add the image or remove the mask')
+    if not images:
+      raise UserError(f'{os.path.join(source_dir, self.IMAGE_DIR)} holds no PNG or TIFF images')
+    self._images, self._masks = images, masks
+    self._stems = sorted(images)
+    self._splits = split_stems(self._stems, source_dir, tuple(split_fractions), split_seed)
+    channels = image_io.read_image(images[self._stems[0]]).shape[-1]
+    options = {'source_dir': os.path.realpath(source_dir), 'classes': [list(c) for c in classes],
+               'tile_size': tile_size, 'splits': self._splits, 'layout': [self.IMAGE_DIR, self.MASK_DIR]}
+    super().__init__(options=options, image_shape=(tile_size, tile_size, channels),
+                     image_dtype=np.float32, **kwargs)
+
+  def _check_folder(self, source_dir: str) -> None:
+    for sub in (self.IMAGE_DIR, self.MASK_DIR):
+      path = os.path.join(source_dir or '.', sub)
+      if not source_dir or not os.path.isdir(path):
+        raise UserError(f'{path} does not exist; cell_folder needs dataset.source_dir with '
+                        f'{self.IMAGE_DIR}/ and {self.MASK_DIR}/ of matching file names (README, Datasets)')
+
+  def examples(self, split: str) -> Iterator[base.Example]:
+    channels = self._image_shape[-1]
+    for stem in self._splits[split]:
+      image = image_io.read_image(self._images[stem])
+      values = image_io.read_label_map(self._masks[stem])
+      if image.shape[:2] != values.shape:
+        raise UserError(f'{self._images[stem]} is {image.shape[0]}x{image.shape[1]} but '
+                        f'{self._masks[stem]} is {values.shape[0]}x{values.shape[1]}; they must match')
+      if image.shape[-1] != channels:
+        raise UserError(f'{self._images[stem]} has {image.shape[-1]} channels, the first image '
+                        f'{channels}; all images must be grayscale or all RGB')
+      mask = image_io.to_classes(values, self._mapping, self._masks[stem])
+      source = self._stems.index(stem)
+      pairs = zip(tiling.tiles(image, self._tile, self._images[stem]), tiling.tiles(mask, self._tile))
+      for t, (im, m) in enumerate(pairs):
+        yield base.Example(im, m, source, t)
+
+
+class MouseLiver(CellFolder):
+  """TFDS builder of the paper's mouse liver images (see the module docstring)."""
+  IMAGE_DIR, MASK_DIR = 'images', 'labels'
+  DEFAULT_CLASSES = ((0, 'background'), (1, 'membrane'), (2, 'nucleus'))
+
+  def _check_folder(self, source_dir: str) -> None:
+    path = os.path.join(source_dir or '<dataset.source_dir unset>', self.IMAGE_DIR)
+    if not source_dir or not os.path.isdir(path) or not os.path.isdir(os.path.join(source_dir, self.MASK_DIR)):
+      raise UserError(
+          f'{path} does not exist: the mouse liver dataset (Imanishi et al., Cell Struct. Funct. 2018) '
+          'is not public; ask its authors (Hotta lab, Meijo University) for it, put the 50 images in '
+          'SOURCE/images/ and the label maps (0 background, 1 membrane, 2 nucleus) with the same '
+          'names in SOURCE/labels/, and set --config.dataset.source_dir=SOURCE')

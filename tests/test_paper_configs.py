@@ -1,0 +1,66 @@
+"""The paper's configs train end to end at tiny scale: mouse (stand-in folder), Drosophila (real data), a user folder."""
+
+import pytest
+
+from configs import drosophila, folder_example, mouse
+from frem_jax import train
+from frem_jax.config_validation import validate_config
+from tests.datasets.folders import write_folder
+from tests.datasets.test_drosophila_vnc import source_dir as drosophila_dir
+from tests.tiny import DATA_DIR
+
+
+def shrink(config, **overrides):
+  config.num_epochs = 2
+  config.batch_size = 4
+  config.model.features = (4, 8, 16)
+  config.model.renorm_warmup_steps = 4
+  config.frem.num_selected = min(config.frem.num_selected, 16)
+  config.dataset.data_dir = DATA_DIR
+  for key, value in overrides.items():
+    node = config
+    *path, last = key.split('.')
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return config
+
+
+def test_variants_carry_the_papers_values():
+  assert (mouse.get_config().frem.num_selected, mouse.get_config().frem.factor) == (162, 632.0)
+  assert (drosophila.get_config().frem.num_selected, drosophila.get_config().frem.factor) == (8, 250.0)
+  assert not mouse.get_config('baseline').frem.enabled
+  sv = drosophila.get_config('supervision')
+  assert sv.supervision.enabled and sv.supervision.weight == 0.2781 and not sv.frem.enabled
+  assert mouse.get_config('supervision').supervision.weight == 0.3257
+  fixed = mouse.get_config('fixed')
+  assert (fixed.frem.num_selected, fixed.frem.factor, fixed.frem.mode) == (10, 10000.0, 'fixed')
+  for config in (mouse.get_config(v) for v in mouse.VARIANTS):
+    validate_config(config)
+    assert config.num_epochs == 2000 and config.model.norm == 'batch_renorm'
+  with pytest.raises(ValueError, match="unknown variant 'x'"):
+    mouse.get_config('x')
+
+
+def test_mouse_config_trains_on_a_stand_in_folder(tmp_path):
+  src = write_folder(str(tmp_path / 'mouse'), 50, size=(32, 32), mask_dir='labels')
+  config = shrink(mouse.get_config(), **{'dataset.source_dir': src, 'dataset.image_size': 32})
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert results['class_names'] == ['background', 'membrane', 'nucleus']
+  assert results['test']['miou'] is not None
+
+
+def test_drosophila_config_trains_on_a_few_real_tiles(tmp_path):
+  config = shrink(drosophila.get_config('supervision'), **{
+      'dataset.source_dir': drosophila_dir(), 'dataset.limit': 8})
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert results['class_names'] == ['background', 'membrane', 'mitochondria', 'synapse']
+  assert set(results['test']['iou_per_class']) == set(results['class_names'])
+  assert results['num_params'] > results['num_params_inference']  # the SuperVision head
+
+
+def test_folder_example_config_trains_on_a_users_folder(tmp_path):
+  src = write_folder(str(tmp_path / 'mine'), 10, size=(40, 70), values=(0, 255, 255))
+  config = shrink(folder_example.get_config(), **{'dataset.source_dir': src, 'dataset.image_size': 32})
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert results['class_names'] == ['background', 'membrane']
