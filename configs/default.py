@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_epochs = 1
   config.parallelism = 'jit'  # 'jit' (a Mesh over the devices) or 'pmap'
   config.num_devices = 0  # local devices to use; 0 = all
-  config.data_on_device = True  # keep the training split on the device, one jitted scan per epoch
+  config.data_on_device = True  # keep the training split on the device; steps gather their batch there (no host copy)
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'synthetic_cells'
@@ -59,6 +59,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.supervision = ml_collections.ConfigDict()
   config.supervision.enabled = False
   config.supervision.weight = 0.3257
+
+  # TPE search (python -m frem_jax.search): 'frem' searches B and X, 'supervision' searches λ.
+  config.search = ml_collections.ConfigDict()
+  config.search.space = 'frem'
+  config.search.num_selected_range = (1, 0)  # B in [lo, hi]; hi 0 = C, the deepest stage's channels
+  config.search.factor_range = (1.0, 1000.0)  # X (the paper's Table 4 used 10000: widen here)
+  config.search.weight_range = (0.0, 1.0)  # λ
+  config.search.max_evals = ml_collections.config_dict.placeholder(int)  # None: 50 ('frem'), 15 ('supervision')
+  config.search.seed = 0  # hyperopt's own randomness
+  config.search.n_startup_jobs = 20  # random trials before TPE models the results (hyperopt's default)
 
   config.lock()
   return config

@@ -48,3 +48,16 @@ def config_from_flag(name: str = 'config'):
     print(f'error: --{name}={path} could not be loaded ({reason}); give the path of a config '
           'file such as configs/demo.py', file=sys.stderr)
     sys.exit(1)
+
+
+def define_config_flag(required: bool = True) -> None:
+  """Defines `--config` (a config file with `--config.<key>=value` overrides).
+
+  Entry points call this under `if __name__ == '__main__'`, so that importing
+  one of them from another (the search imports train) defines no flag twice.
+  """
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
+                                  lock_config=True)
+  if required:
+    flags.mark_flag_as_required('config')

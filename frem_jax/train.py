@@ -15,7 +15,6 @@ from absl import flags
 from absl import logging
 import jax
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 from tqdm import tqdm
 
@@ -93,14 +92,17 @@ def _count_params(params) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
   """Trains (or resumes) a run in `workdir`, evaluates its best checkpoint on test, writes results.json.
+
+  `devices` pins the run to these devices (the search runs one trial per
+  device); by default `config.num_devices` local devices are used.
 
   Returns:
     The results dictionary written to `workdir/results.json`.
   """
   validate_config(config)
-  devices = parallel.local_devices(config.num_devices)
+  devices = list(devices) if devices else parallel.local_devices(config.num_devices)
   parallel.check_divisible(config.batch_size, len(devices))
   parallel.check_divisible(config.eval_batch_size, len(devices), 'eval_batch_size')
   workdir_lib.check(workdir, config)
@@ -205,10 +207,6 @@ def _pct(value) -> str:
 
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'Folder for checkpoints, logs and results.json.')
-flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
@@ -224,4 +222,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  cli.define_config_flag()
+  flags.DEFINE_string('workdir', None, 'Folder for checkpoints, logs and results.json.')
+  flags.mark_flag_as_required('workdir')
   app.run(main, flags_parser=cli.parse_flags)

@@ -1,6 +1,7 @@
 """Datasets: each is a TFDS builder; `load` prepares it once and returns its splits in memory."""
 
 import os
+import threading
 
 import ml_collections
 
@@ -43,11 +44,16 @@ def make_builder(ds: ml_collections.ConfigDict, data_dir: str):
   raise UserError(f'dataset.name={ds.name!r} is not one of {NAMES}')
 
 
+# The trials of a search run in threads: two building the same data at once would collide.
+_PREPARE_LOCK = threading.Lock()
+
+
 def load(ds: ml_collections.ConfigDict, data_dir: str):
   """Prepares (once) and loads `config.dataset`: (split -> base.LoadedSplit, class names)."""
   from frem_jax.datasets import base  # pylint: disable=g-import-not-at-top
-  builder = make_builder(ds, data_dir)
-  splits = base.prepare_and_load(builder)
+  with _PREPARE_LOCK:
+    builder = make_builder(ds, data_dir)
+    splits = base.prepare_and_load(builder)
   if ds.limit:
     splits = {k: base.LoadedSplit(v.images[:ds.limit], v.masks[:ds.limit], v.sources[:ds.limit],
                                   v.tiles[:ds.limit]) for k, v in splits.items()}

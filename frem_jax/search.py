@@ -1,0 +1,171 @@
+"""TPE search of B and X (or λ): a resumable outer loop around `train_and_evaluate`.
+
+Usage: python -m frem_jax.search --config=configs/mouse.py --workdir=DIR [--plot_only]
+Each trial trains to the end in DIR/trial_NNN and is scored by its best
+validation mIoU (TPE minimises its negative); its test mIoU is recorded but
+never used for choosing. DIR/trials.json is rewritten after every trial, so a
+sweep stopped at any point continues where it was when re-run; with N local
+devices N trials run side by side, one per device.
+"""
+
+import concurrent.futures
+import functools
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+from hyperopt import base
+from hyperopt import tpe
+import jax
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from frem_jax import cli
+from frem_jax import datasets
+from frem_jax import input_pipeline
+from frem_jax import search_plot
+from frem_jax import search_space
+from frem_jax import search_store
+from frem_jax import train
+from frem_jax.errors import TrainingDiverged
+from frem_jax.errors import UserError
+
+
+def _run_trial(config, resolved, workdir, entry, device) -> dict:
+  """Trains one trial on `device`; returns the entry's outcome fields (a failed trial is an outcome too).
+
+  Raises UserError only for the user's mistakes (missing data, say), which would fail every trial.
+  """
+  t0 = time.perf_counter()
+  trial_dir = os.path.join(workdir, entry['workdir'])
+  try:
+    trial = search_space.trial_config(config, resolved['space'], entry['values'])
+    results = train.train_and_evaluate(trial, trial_dir, devices=[device])
+    if results['val']['miou'] is None or not np.isfinite(results['val']['miou']):
+      raise ValueError(f'validation mIoU is {results["val"]["miou"]}')
+    outcome = {'status': 'ok', 'reason': None, 'val_miou': results['val']['miou'],
+               'best_epoch': results['best_epoch'], 'test_miou': results['test']['miou'],
+               'test_iou_per_class': results['test']['iou_per_class']}
+  except UserError as e:
+    if not isinstance(e, TrainingDiverged):
+      raise  # the user's mistake (e.g. the data), not the trial's: stop the sweep
+    outcome = _failed(entry, e)
+  except Exception as e:  # pylint: disable=broad-except  # a failed trial must not stop the sweep
+    outcome = _failed(entry, e)
+  outcome['device'] = str(device)
+  outcome['wall_seconds'] = time.perf_counter() - t0
+  return outcome
+
+
+def _failed(entry: dict, error: Exception) -> dict:
+  reason = ' '.join(f'{type(error).__name__}: {error}'.split())
+  logging.warning('Trial %d failed: %s', entry['number'], reason)
+  return {'status': 'fail', 'reason': reason, 'val_miou': None, 'best_epoch': None,
+          'test_miou': None, 'test_iou_per_class': None}
+
+
+def _ask(trials, domain, resolved: dict, number: int) -> dict:
+  """A new trial entry with TPE's proposal (seeded by search.seed and the trial number)."""
+  suggest = functools.partial(tpe.suggest, n_startup_jobs=resolved['n_startup_jobs'])
+  doc = suggest([number], domain, trials, resolved['seed'] * 100_003 + number)[0]
+  vals = {k: v[0] for k, v in doc['misc']['vals'].items() if v}
+  entry = {'number': number, 'values': search_space.plain_values(vals), 'status': 'running',
+          'reason': None, 'val_miou': None, 'best_epoch': None, 'test_miou': None,
+          'test_iou_per_class': None, 'wall_seconds': None, 'device': None, 'workdir': f'trial_{number:03d}'}
+  # Pending, so that TPE's next proposal (scoring it as a loss of +inf) goes elsewhere.
+  search_store.tell(trials, domain, entry, insert=True)
+  return entry
+
+
+def _with_data_dir(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+  """All trials share one prepared copy of the data: `dataset.data_dir`, or beside the sweep's folder."""
+  if config.dataset.data_dir:
+    return config
+  config = config.copy_and_resolve_references()
+  config.dataset.data_dir = datasets.default_data_dir(workdir)
+  return config
+
+
+def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
+  """Runs (or continues) the sweep of `config.search` in `workdir`; returns the final record.
+
+  Trials that were started but not finished (a killed sweep) are run again
+  first with their recorded values, resuming from their own checkpoints.
+  """
+  resolved = search_space.resolve(config)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f'--workdir={workdir} is an existing file; name a folder')
+  record = search_store.open_record(workdir, config, resolved)
+  os.makedirs(workdir, exist_ok=True)
+  config = _with_data_dir(config, workdir)
+  input_pipeline.load_dataset(config, config.dataset.data_dir)  # prepares it once; a UserError stops here
+  domain = base.Domain(lambda _: 0.0, search_space.hyperopt_space(resolved))
+  trials = search_store.hyperopt_trials(record, domain)
+  devices = list(devices or jax.local_devices())
+  pending = [e for e in record['trials'] if e['status'] == 'running']
+  finished = sum(e['status'] in ('ok', 'fail') for e in record['trials'])
+  max_evals = resolved['max_evals']
+  bar = tqdm(total=max_evals, initial=min(finished, max_evals), desc='trials', unit='trial', file=sys.stderr)
+  running = {}
+  with concurrent.futures.ThreadPoolExecutor(max_workers=len(devices)) as pool:
+    free = list(devices)
+    while True:
+      while free and (pending or finished + len(running) < max_evals):
+        entry = pending.pop(0) if pending else _ask(trials, domain, resolved, len(record['trials']))
+        if entry not in record['trials']:
+          record['trials'].append(entry)
+          search_store.save(workdir, record)
+        device = free.pop(0)
+        logging.info('Trial %d on %s: %s', entry['number'], device, entry['values'])
+        running[pool.submit(_run_trial, config, resolved, workdir, entry, device)] = (entry, device)
+      if not running:
+        break
+      done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+      for future in done:
+        entry, device = running.pop(future)
+        entry.update(future.result())
+        search_store.tell(trials, domain, entry)
+        search_store.save(workdir, record)
+        free.append(device)
+        finished += 1
+        bar.update(1)
+        logging.info('Trial %d: %s, val mIoU %s', entry['number'], entry['status'], entry['val_miou'])
+  bar.close()
+  search_plot.plot(record, workdir)
+  return record
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    if FLAGS.plot_only:
+      print(search_plot.plot(search_store.load(FLAGS.workdir), FLAGS.workdir))
+      return
+    if FLAGS.config is None:
+      raise UserError('--config is required (unless --plot_only)')
+    record = run_search(cli.config_from_flag('config'), FLAGS.workdir)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  best = search_store.best_trial(record)
+  if best:
+    print(f'best trial {best["number"]}: {best["values"]}, val mIoU {100 * best["val_miou"]:.2f} %, '
+          f'test mIoU {100 * best["test_miou"]:.2f} %')
+  print(f'trials: {os.path.join(FLAGS.workdir, search_store.TRIALS_FILE)}; '
+        f'figure: {os.path.join(FLAGS.workdir, search_plot.FIGURE_FILE)}')
+
+
+if __name__ == '__main__':
+  cli.define_config_flag(required=False)  # --plot_only needs none
+  flags.DEFINE_string('workdir', None, 'Folder of the sweep: trials.json, best.json, search.png, trial_NNN/.')
+  flags.DEFINE_bool('plot_only', False, 'Only redraw DIR/search.png from DIR/trials.json.')
+  flags.mark_flag_as_required('workdir')
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,55 @@
+"""The search figure (the paper's Figs. 7/8): B against X coloured by validation mIoU, or λ against mIoU."""
+
+import os
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+from frem_jax import search_store
+
+FIGURE_FILE = 'search.png'
+
+
+def plot(record: dict, workdir: str) -> str:
+  """Writes `workdir/search.png` from a sweep record and returns its path."""
+  ok = [t for t in record['trials'] if t['status'] == 'ok' and t.get('val_miou') is not None]
+  best = search_store.best_trial(record)
+  fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+  if record['space']['space'] == 'frem':
+    x = [t['values']['factor'] for t in ok]
+    y = [t['values']['num_selected'] for t in ok]
+    points = ax.scatter(x, y, c=[100 * t['val_miou'] for t in ok], cmap='coolwarm', s=40,
+                        edgecolors='k', linewidths=0.4)
+    if ok:
+      fig.colorbar(points, ax=ax, label='validation mIoU [%]')
+    ax.set_xlabel('X (frem.factor)')
+    ax.set_ylabel('B (frem.num_selected)')
+    (xlo, xhi), (ylo, yhi) = record['space']['ranges']['factor'], record['space']['ranges']['num_selected']
+    ax.set_xlim(xlo, xhi)
+    ax.set_ylim(ylo - 0.5, yhi + 0.5)
+    if best:
+      ax.scatter([best['values']['factor']], [best['values']['num_selected']], marker='*', s=300,
+                 facecolors='none', edgecolors='k', linewidths=1.5,
+                 label=f'best: B={best["values"]["num_selected"]}, X={best["values"]["factor"]:.1f}')
+  else:
+    ax.scatter([t['values']['weight'] for t in ok], [100 * t['val_miou'] for t in ok],
+               c=[100 * t['val_miou'] for t in ok], cmap='coolwarm', s=40, edgecolors='k', linewidths=0.4)
+    ax.set_xlabel('λ (supervision.weight)')
+    ax.set_ylabel('validation mIoU [%]')
+    ax.set_xlim(*record['space']['ranges']['weight'])
+    if best:
+      ax.scatter([best['values']['weight']], [100 * best['val_miou']], marker='*', s=300,
+                 facecolors='none', edgecolors='k', linewidths=1.5,
+                 label=f'best: λ={best["values"]["weight"]:.4f}')
+  failed = sum(t['status'] == 'fail' for t in record['trials'])
+  ax.set_title(f'TPE search: {len(ok)} trials' + (f' ({failed} failed)' if failed else ''))
+  if best:
+    ax.legend(loc='best', fontsize=8)
+  fig.tight_layout()
+  path = os.path.join(workdir, FIGURE_FILE)
+  tmp = path + '.tmp.png'
+  fig.savefig(tmp)
+  plt.close(fig)
+  os.replace(tmp, path)
+  return path
