@@ -60,6 +60,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.supervision.enabled = False
   config.supervision.weight = 0.3257
 
+  config.eval = ml_collections.ConfigDict()
+  # The paper's Table 1: also evaluate the best checkpoint with FREM kept on (the channels of
+  # FREM's epoch-0 key, which training never uses; in 'fixed' mode the fixed channels).
+  config.eval.frem_at_test = False
+
   # TPE search (python -m frem_jax.search): 'frem' searches B and X, 'supervision' searches λ.
   config.search = ml_collections.ConfigDict()
   config.search.space = 'frem'

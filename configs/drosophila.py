@@ -27,4 +27,5 @@ def get_config(variant: str = 'frem'):
     config.frem.enabled = False
     config.supervision.enabled = True
     config.supervision.weight = 0.2781
+    config.search.space = 'supervision'  # python -m frem_jax.search then searches λ
   return config

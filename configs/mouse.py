@@ -28,6 +28,7 @@ def get_config(variant: str = 'frem'):
     config.frem.enabled = False
     config.supervision.enabled = True
     config.supervision.weight = 0.3257
+    config.search.space = 'supervision'  # python -m frem_jax.search then searches λ
   elif variant == 'fixed':
     config.frem.num_selected = 10
     config.frem.factor = 10000.0

@@ -1,5 +1,6 @@
 """Command-line plumbing shared by the entry points: flag errors as one line, no traceback."""
 
+import logging
 import re
 import sys
 
@@ -61,3 +62,17 @@ def define_config_flag(required: bool = True) -> None:
                                   lock_config=True)
   if required:
     flags.mark_flag_as_required('config')
+
+
+class _OwnInfoOnly(logging.Filter):
+  """Passes our INFO lines and everyone's warnings, minus TFDS's note on every custom-config load."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if '/frem_jax/' in record.pathname.replace('\\', '/'):
+      return True
+    return record.levelno >= logging.WARNING and 'Using custom data configuration' not in str(record.msg)
+
+
+def quiet_library_logs() -> None:
+  """Keeps the libraries' INFO chatter (orbax logs ~40 lines per checkpoint) out of the log."""
+  logging.getLogger('absl').addFilter(_OwnInfoOnly())

@@ -58,6 +58,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f'frem.num_selected (B)={b!r} must be an integer in [0, {channels}], the channels of '
            f'the deepest stage (model.features[-1]={channels})')
   _require(config.frem.factor > 0, f'frem.factor (X)={config.frem.factor} must be > 0')
+  _require(not config.eval.frem_at_test or config.frem.enabled,
+           'eval.frem_at_test=True needs frem.enabled=True (it evaluates with FREM kept on)')
   _require(config.frem.mode in FREM_MODES, f'frem.mode={config.frem.mode!r} must be one of {FREM_MODES}')
   w = config.supervision.weight
   _require(0.0 <= w <= 1.0, f'supervision.weight (λ)={w} must be in [0, 1]')

@@ -58,11 +58,11 @@ def pmap_train_step(frem_enabled: bool, supervision_enabled: bool, devices: tupl
 
 
 @functools.lru_cache(maxsize=None)
-def jit_eval_step(num_classes: int, mesh: Mesh) -> Callable:
-  """eval_step under jit with the batch sharded over the mesh; returns the [K, K] confusion matrix."""
+def jit_eval_step(num_classes: int, mesh: Mesh, frem_at_test: bool = False) -> Callable:
+  """steps.eval_sums_step under jit, batch sharded over the mesh: fn(state, batch, hparams, frem_key) -> sums."""
   repl = parallel.replicated(mesh)
-  return jax.jit(functools.partial(steps.eval_step, num_classes=num_classes),
-                 in_shardings=(repl, parallel.batch_sharded(mesh)), out_shardings=repl)
+  return jax.jit(functools.partial(steps.eval_sums_step, num_classes=num_classes, frem_at_test=frem_at_test),
+                 in_shardings=(repl, parallel.batch_sharded(mesh), repl, repl), out_shardings=repl)
 
 
 def index_batches(num_examples: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:

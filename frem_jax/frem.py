@@ -23,9 +23,14 @@ def enhancement_scale(key: jax.Array, num_channels: int, num_selected, factor,
   Returns:
     A [C] array.
   """
-  order = jax.random.permutation(key, num_channels)
-  selected = jnp.zeros((num_channels,), bool).at[order].set(jnp.arange(num_channels) < num_selected)
+  selected = selected_channels(key, num_channels, num_selected)
   return jnp.where(selected, jnp.asarray(factor, dtype), jnp.ones((), dtype))
+
+
+def selected_channels(key: jax.Array, num_channels: int, num_selected) -> jnp.ndarray:
+  """The [C] boolean mask of the B (`num_selected`) channels that `key` enhances."""
+  order = jax.random.permutation(key, num_channels)
+  return jnp.zeros((num_channels,), bool).at[order].set(jnp.arange(num_channels) < num_selected)
 
 
 class FREM(nn.Module):

@@ -145,6 +145,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.quiet_library_logs()
   try:
     if FLAGS.plot_only:
       print(search_plot.plot(search_store.load(FLAGS.workdir), FLAGS.workdir))

@@ -62,6 +62,7 @@ def trial_config(config: ml_collections.ConfigDict, space: str, values: dict) ->
     trial.frem.factor = float(values['factor'])
   else:
     trial.frem.enabled = False
+    trial.eval.frem_at_test = False
     trial.supervision.enabled = True
     trial.supervision.weight = float(values['weight'])
   return trial

@@ -96,3 +96,41 @@ def eval_step(state: TrainState, batch: dict, *, num_classes: int) -> jnp.ndarra
                        batch['image'], train=False)
   predictions = jnp.argmax(out.logits, axis=-1)
   return metrics.confusion_matrix(batch['mask'], predictions, num_classes, batch.get('weight'))
+
+
+def eval_sums_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: jax.Array, *,
+                   num_classes: int, frem_at_test: bool = False) -> dict:
+  """The sums an evaluation pass adds up over a split, for one batch in inference mode.
+
+  With `frem_at_test` (the paper's Table 1) FREM stays on: B and X from
+  `hparams`, channels from `frem_key`; otherwise it is the identity.
+
+  Returns:
+    'confusion' [K, K]; the feature statistics of the paper's Figs. 3 and 9,
+    taken after the stages' ReLU (and SE), before FREM: 'deepest_channel_sum'
+    [C] (the deepest stage's activations per channel, summed over pixels and
+    images), 'deepest_positions' (images × pixels summed), 'skip_sum' and
+    'skip_values' (the skip features concatenated at the first decoder stage:
+    their sum and how many values it covers) and 'num_images'. Padding images
+    are left out.
+  """
+  enhancement = Enhancement(hparams.num_selected, hparams.factor) if frem_at_test else None
+  out, state_vars = state.apply_fn(
+      {'params': state.params, 'batch_stats': state.batch_stats}, batch['image'], train=False,
+      enhancement=enhancement, rngs={'frem': frem_key}, mutable=['intermediates'])
+  inter = state_vars['intermediates']
+  weight = batch.get('weight')
+  n = batch['image'].shape[0]
+  valid = jnp.ones((n,), jnp.float32) if weight is None else weight.reshape(n, -1).max(axis=1)
+  deepest = inter['deepest_features'][0]
+  # A one-stage U-Net has no skip connection.
+  skip = inter['first_skip_features'][0] if 'first_skip_features' in inter else jnp.zeros((n, 1, 1, 1))
+  return {
+      'confusion': metrics.confusion_matrix(batch['mask'], jnp.argmax(out.logits, axis=-1),
+                                            num_classes, weight),
+      'deepest_channel_sum': jnp.einsum('nhwc,n->c', deepest, valid),
+      'deepest_positions': valid.sum() * deepest.shape[1] * deepest.shape[2],
+      'skip_sum': jnp.einsum('nhwc,n->', skip, valid),
+      'skip_values': valid.sum() * skip.shape[1] * skip.shape[2] * skip.shape[3],
+      'num_images': valid.sum(),
+  }

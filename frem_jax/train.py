@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm import tqdm
@@ -23,6 +24,7 @@ from frem_jax import cli
 from frem_jax import datasets
 from frem_jax import epochs as epochs_lib
 from frem_jax import files
+from frem_jax import frem as frem_lib
 from frem_jax import input_pipeline
 from frem_jax import metrics
 from frem_jax import parallel
@@ -78,14 +80,37 @@ def hyperparams(config: ml_collections.ConfigDict) -> steps.Hyperparams:
                                 config.supervision.weight)
 
 
-def evaluate(eval_fn, state: steps.TrainState, split: input_pipeline.Split,
-             batch_size: int) -> np.ndarray:
-  """The confusion matrix of a whole split, summed on the host as int64."""
-  confusion = None
+def evaluate(eval_fn, state: steps.TrainState, split: input_pipeline.Split, batch_size: int,
+             hparams: steps.Hyperparams, frem_key: jax.Array) -> dict:
+  """The sums of `steps.eval_sums_step` over a whole split, on the host (confusion matrix as int64)."""
+  total = None
   for batch in input_pipeline.eval_batches(split, batch_size):
-    c = eval_fn(state, batch)
-    confusion = c if confusion is None else confusion + c
-  return np.asarray(jax.device_get(confusion), np.int64)
+    sums = eval_fn(state, batch, hparams, frem_key)
+    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+  total = {k: np.asarray(v, np.float64) for k, v in jax.device_get(total).items()}
+  total['confusion'] = total['confusion'].astype(np.int64)
+  return total
+
+
+def feature_stats(sums: dict, enhanced: Optional[np.ndarray]) -> dict:
+  """The paper's Fig. 3 and Fig. 9 numbers from an evaluation pass (activations after ReLU, before FREM).
+
+  features/deepest_mean and features/skip_mean: the mean activation of the
+  deepest stage and of the skip connection it is concatenated with (Fig. 3);
+  features/all_sum: the deepest stage's activations summed over pixels and
+  channels, per image (Fig. 9a); with FREM, features/enhanced_sum and
+  features/other_sum split that sum into the `enhanced` channels (those FREM
+  enhanced in the epoch just trained) and the others (Fig. 9b, 9c).
+  """
+  channel_sum = sums['deepest_channel_sum']
+  n = max(sums['num_images'], 1.0)
+  stats = {'features/deepest_mean': float(channel_sum.sum() / max(sums['deepest_positions'] * len(channel_sum), 1.0)),
+           'features/skip_mean': float(sums['skip_sum'] / max(sums['skip_values'], 1.0)),
+           'features/all_sum': float(channel_sum.sum() / n)}
+  if enhanced is not None:
+    stats['features/enhanced_sum'] = float(channel_sum[enhanced].sum() / n)
+    stats['features/other_sum'] = float(channel_sum[~enhanced].sum() / n)
+  return stats
 
 
 def _count_params(params) -> int:
@@ -120,6 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       data_on_device=config.data_on_device, augment=config.dataset.augment, devices=devices)
   eval_fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh)
   hparams = hyperparams(config)
+  channels = config.model.features[-1]
 
   manager = checkpointing.make_manager(workdir)
   logger = MetricLogger(workdir)
@@ -150,11 +176,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       scalars = {'train/loss': loss}
       val_miou = None
       if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
-        val = metrics.summarize(evaluate(eval_fn, state, data.splits['validation'],
-                                         config.eval_batch_size), data.class_names)
+        sums = evaluate(eval_fn, state, data.splits['validation'], config.eval_batch_size, hparams, key)
+        val = metrics.summarize(sums['confusion'], data.class_names)
         val_miou = val['miou'] if val['miou'] is not None else 0.0
         scalars['val/miou'] = val['miou']
         scalars.update({f'val/iou/{k}': v for k, v in val['iou_per_class'].items()})
+        enhanced = (np.asarray(frem_lib.selected_channels(key, channels, config.frem.num_selected))
+                    if config.frem.enabled else None)
+        scalars.update(feature_stats(sums, enhanced))
       improved = val_miou is not None and val_miou > best_miou
       best_miou = max(best_miou, val_miou) if val_miou is not None else best_miou
       if improved or epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
@@ -167,10 +196,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
 
     best_epoch = manager.best_step()
     best_state, _ = checkpointing.restore(manager, best_epoch, state)
-    val = metrics.summarize(evaluate(eval_fn, best_state, data.splits['validation'],
-                                     config.eval_batch_size), data.class_names)
-    test = metrics.summarize(evaluate(eval_fn, best_state, data.splits['test'],
-                                      config.eval_batch_size), data.class_names)
+    def summarize(fn, split, frem_key):
+      sums = evaluate(fn, best_state, data.splits[split], config.eval_batch_size, hparams, frem_key)
+      return metrics.summarize(sums['confusion'], data.class_names)
+
+    # FREM's key at test (used only with eval.frem_at_test): epoch 0's, which training never uses.
+    test_key = frem_epoch_key(config.seed, 0, config.frem.mode)
+    val, test = summarize(eval_fn, 'validation', test_key), summarize(eval_fn, 'test', test_key)
+    frem_at_test = None
+    if config.eval.frem_at_test:
+      fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh, frem_at_test=True)
+      frem_at_test = {'val': summarize(fn, 'validation', test_key), 'test': summarize(fn, 'test', test_key),
+                      'key': f'frem_epoch_key(seed={config.seed}, epoch=0, mode={config.frem.mode!r})'}
   finally:
     manager.close()
     logger.close()
@@ -188,6 +225,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       'train_seconds': train_seconds,
       'normalization': {'mean': data.mean, 'std': data.std},
   }
+  if frem_at_test is not None:
+    results['frem_at_test'] = frem_at_test
   files.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
   return results
 
@@ -212,6 +251,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.quiet_library_logs()
   try:
     results = train_and_evaluate(cli.config_from_flag('config'), FLAGS.workdir)
   except UserError as e:

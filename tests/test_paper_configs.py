@@ -3,6 +3,7 @@
 import pytest
 
 from configs import drosophila, folder_example, mouse
+from frem_jax import search_space
 from frem_jax import train
 from frem_jax.config_validation import validate_config
 from tests.datasets.folders import write_folder
@@ -40,6 +41,16 @@ def test_variants_carry_the_papers_values():
     assert config.num_epochs == 2000 and config.model.norm == 'batch_renorm'
   with pytest.raises(ValueError, match="unknown variant 'x'"):
     mouse.get_config('x')
+
+
+def test_paper_configs_search_the_papers_spaces():
+  """(B, X) with 50 trials for the FREM configs, λ with 15 for the SuperVision ones."""
+  for module in (mouse, drosophila):
+    frem = search_space.resolve(module.get_config())
+    assert frem['ranges'] == {'num_selected': [1, 512], 'factor': [1.0, 1000.0]}
+    assert frem['max_evals'] == 50
+    sv = search_space.resolve(module.get_config('supervision'))
+    assert sv['ranges'] == {'weight': [0.0, 1.0]} and sv['max_evals'] == 15
 
 
 def test_mouse_config_trains_on_a_stand_in_folder(tmp_path):

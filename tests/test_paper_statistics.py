@@ -1,0 +1,116 @@
+"""The paper's Table 1 (FREM at test), Table 4 (fixed channels) and Figs. 3/9 (feature statistics)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from frem_jax import frem
+from frem_jax import steps
+from frem_jax import train
+from frem_jax.errors import UserError
+from frem_jax.unet import UNetSE
+from tests.tiny import tiny_config
+
+
+def read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
+def enhanced_mask(seed, epoch, mode, b, channels=16):
+  return np.asarray(frem.selected_channels(train.frem_epoch_key(seed, epoch, mode), channels, b))
+
+
+def test_fixed_mode_enhances_the_same_channels_in_every_epoch_and_random_mode_does_not():
+  fixed = [enhanced_mask(0, e, 'fixed', 5) for e in range(1, 6)]
+  assert all(m.sum() == 5 for m in fixed)
+  assert all(np.array_equal(m, fixed[0]) for m in fixed)
+  drawn = [enhanced_mask(0, e, 'random', 5) for e in range(1, 6)]
+  assert all(m.sum() == 5 for m in drawn)
+  assert len({m.tobytes() for m in drawn}) == 5
+  # The train step's scale uses exactly these channels.
+  key = train.frem_epoch_key(0, 3, 'fixed')
+  scale = np.asarray(frem.enhancement_scale(key, 16, 5, 7.0))
+  np.testing.assert_array_equal(scale == 7.0, fixed[0])
+
+
+def test_eval_sums_match_numpy_and_leave_padding_out():
+  model = UNetSE(num_classes=3, features=(4, 8, 16), renorm_warmup_steps=4)
+  state = steps.create_train_state(model, jax.random.key(0), (32, 32, 1), 1e-3)
+  images = jax.random.normal(jax.random.key(1), (3, 32, 32, 1))
+  masks = jax.random.randint(jax.random.key(2), (3, 32, 32), 0, 3)
+  weight = np.ones((3, 32, 32), np.float32)
+  weight[2] = 0  # a padding image
+  hp = steps.make_hyperparams(5, 20.0, 0.0)
+  sums = steps.eval_sums_step(state, {'image': images, 'mask': masks, 'weight': jnp.asarray(weight)},
+                              hp, jax.random.key(3), num_classes=3)
+  _, inter = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, images[:2],
+                         train=False, mutable=['intermediates'])
+  deepest = np.asarray(inter['intermediates']['deepest_features'][0])  # [2, 8, 8, 16]
+  skip = np.asarray(inter['intermediates']['first_skip_features'][0])  # [2, 16, 16, 8]
+  assert (deepest >= 0).all() and (skip >= 0).all()  # after ReLU (and SE)
+  np.testing.assert_allclose(sums['deepest_channel_sum'], deepest.sum((0, 1, 2)), rtol=1e-5)
+  assert float(sums['deepest_positions']) == 2 * 8 * 8
+  np.testing.assert_allclose(float(sums['skip_sum']), skip.sum(), rtol=1e-5)
+  assert float(sums['skip_values']) == skip.size and float(sums['num_images']) == 2
+  assert int(np.asarray(sums['confusion']).sum()) == 2 * 32 * 32
+
+  stats = train.feature_stats(jax.device_get(sums), enhanced_mask(0, 1, 'random', 5))
+  assert stats['features/deepest_mean'] == pytest.approx(deepest.mean(), rel=1e-5)
+  assert stats['features/skip_mean'] == pytest.approx(skip.mean(), rel=1e-5)
+  assert stats['features/all_sum'] == pytest.approx(deepest.sum() / 2, rel=1e-5)
+  mask = enhanced_mask(0, 1, 'random', 5)
+  assert stats['features/enhanced_sum'] == pytest.approx(deepest[..., mask].sum() / 2, rel=1e-5)
+  assert stats['features/enhanced_sum'] + stats['features/other_sum'] == pytest.approx(
+      stats['features/all_sum'], rel=1e-5)
+  assert 'features/enhanced_sum' not in train.feature_stats(jax.device_get(sums), None)
+
+
+@pytest.fixture(scope='module')
+def frem_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('frem_at_test'))
+  config = tiny_config(**{'eval.frem_at_test': True, 'frem.factor': 20.0})
+  return workdir, train.train_and_evaluate(config, workdir)
+
+
+def test_frem_at_test_is_reported_beside_the_plain_evaluation(frem_run):
+  workdir, results = frem_run
+  on = results['frem_at_test']
+  assert set(on) == {'val', 'test', 'key'}
+  assert on['key'] == "frem_epoch_key(seed=0, epoch=0, mode='random')"
+  assert 0.0 <= on['test']['miou'] <= 1.0
+  # X = 20 on 5 of 16 channels changes the predictions.
+  assert on['test']['iou_per_class'] != results['test']['iou_per_class']
+  with open(f'{workdir}/results.json') as f:
+    assert json.load(f)['frem_at_test'] == on
+
+
+def test_frem_at_test_with_x_equal_1_equals_the_plain_evaluation(tmp_path):
+  results = train.train_and_evaluate(
+      tiny_config(num_epochs=1, **{'eval.frem_at_test': True, 'frem.factor': 1.0}), str(tmp_path))
+  assert results['frem_at_test']['test'] == results['test']
+  assert results['frem_at_test']['val'] == results['val']
+
+
+def test_feature_statistics_are_logged_every_evaluation(frem_run, tmp_path):
+  workdir, _ = frem_run
+  rows = read_jsonl(f'{workdir}/metrics.jsonl')
+  assert [r['epoch'] for r in rows] == [1, 2, 3]
+  for r in rows:
+    assert r['features/deepest_mean'] > 0 and r['features/skip_mean'] > 0
+    assert r['features/enhanced_sum'] + r['features/other_sum'] == pytest.approx(r['features/all_sum'])
+  baseline = str(tmp_path / 'baseline')
+  train.train_and_evaluate(tiny_config(num_epochs=2, **{'frem.enabled': False}), baseline)
+  rows = read_jsonl(f'{baseline}/metrics.jsonl')
+  assert all('features/all_sum' in r and 'features/enhanced_sum' not in r for r in rows)
+  assert 'frem_at_test' not in json.load(open(f'{baseline}/results.json'))
+
+
+def test_frem_at_test_without_frem_is_refused(tmp_path):
+  with pytest.raises(UserError, match=r'eval.frem_at_test=True needs frem.enabled=True'):
+    train.train_and_evaluate(tiny_config(**{'eval.frem_at_test': True, 'frem.enabled': False}),
+                             str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
