@@ -64,6 +64,9 @@ def get_config() -> ml_collections.ConfigDict:
   # The paper's Table 1: also evaluate the best checkpoint with FREM kept on (the channels of
   # FREM's epoch-0 key, which training never uses; in 'fixed' mode the fixed channels).
   config.eval.frem_at_test = False
+  # Drosophila: the test sections are also segmented whole (1024², overlapping 256² windows, logits
+  # averaged) and scored as wholes; this is the windows' overlap in pixels.
+  config.eval.full_section_overlap = 64
 
   # TPE search (python -m frem_jax.search): 'frem' searches B and X, 'supervision' searches λ.
   config.search = ml_collections.ConfigDict()

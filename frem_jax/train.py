@@ -28,6 +28,7 @@ from frem_jax import frem as frem_lib
 from frem_jax import input_pipeline
 from frem_jax import metrics
 from frem_jax import parallel
+from frem_jax import section_eval
 from frem_jax import steps
 from frem_jax import workdir as workdir_lib
 from frem_jax.config_validation import validate_config
@@ -208,6 +209,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh, frem_at_test=True)
       frem_at_test = {'val': summarize(fn, 'validation', test_key), 'test': summarize(fn, 'test', test_key),
                       'key': f'frem_epoch_key(seed={config.seed}, epoch=0, mode={config.frem.mode!r})'}
+    full_sections = None
+    if config.dataset.name == 'drosophila_vnc':
+      apply = jax.jit(lambda v, x: model.apply(v, x, train=False).logits)
+      variables = {'params': best_state.params, 'batch_stats': best_state.batch_stats}
+      full_sections = section_eval.evaluate_full_sections(
+          lambda x: apply(variables, x), data.splits['test'], config.dataset.image_size,
+          config.eval.full_section_overlap, data.class_names)
   finally:
     manager.close()
     logger.close()
@@ -227,6 +235,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   }
   if frem_at_test is not None:
     results['frem_at_test'] = frem_at_test
+  if full_sections is not None:
+    results['test_full_sections'] = full_sections
   files.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
   return results
 

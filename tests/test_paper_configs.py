@@ -63,9 +63,13 @@ def test_mouse_config_trains_on_a_stand_in_folder(tmp_path):
 
 def test_drosophila_config_trains_on_a_few_real_tiles(tmp_path):
   config = shrink(drosophila.get_config('supervision'), **{
-      'dataset.source_dir': drosophila_dir(), 'dataset.limit': 8})
+      'dataset.source_dir': drosophila_dir(), 'dataset.limit': 16, 'eval.full_section_overlap': 0})
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert results['class_names'] == ['background', 'membrane', 'mitochondria', 'synapse']
+  # The 16 test tiles are section 16 whole; with no overlap its windows are exactly those tiles.
+  full = results['test_full_sections']
+  assert full['sections'] == [16] and full['overlap'] == 0
+  assert full['iou_per_class'] == results['test']['iou_per_class']
   assert set(results['test']['iou_per_class']) == set(results['class_names'])
   assert results['num_params'] > results['num_params_inference']  # the SuperVision head
 
