@@ -26,7 +26,7 @@ def plot(record: dict, workdir: str) -> str:
     ax.set_xlabel('X (frem.factor)')
     ax.set_ylabel('B (frem.num_selected)')
     (xlo, xhi), (ylo, yhi) = record['space']['ranges']['factor'], record['space']['ranges']['num_selected']
-    ax.set_xlim(xlo, xhi)
+    ax.set_xlim(xlo - 0.02 * (xhi - xlo), xhi + 0.02 * (xhi - xlo))
     ax.set_ylim(ylo - 0.5, yhi + 0.5)
     if best:
       ax.scatter([best['values']['factor']], [best['values']['num_selected']], marker='*', s=300,

@@ -22,6 +22,11 @@ BAD = [
     ({'frem.mode': 'sometimes'}, r"frem.mode='sometimes' must be one of"),
     ({'num_epochs': 0}, r'num_epochs=0 must be an integer >= 1'),
     ({'dataset.name': 'imagenet'}, r"dataset.name='imagenet' is not one of"),
+    ({'eval.frem_at_test': True, 'frem.enabled': False},
+     r'eval.frem_at_test=True needs frem.enabled=True'),
+    ({'eval.full_section_overlap': -1}, r'eval.full_section_overlap=-1 must be an integer >= 0'),
+    ({'dataset.name': 'drosophila_vnc', 'eval.full_section_overlap': 32},
+     r'eval.full_section_overlap=32 must be below dataset.image_size=32, the window size'),
 ]
 
 

@@ -1,0 +1,206 @@
+"""The paper's tables and figures from finished runs and searches: OUT/report.md, OUT/report.json, PNGs.
+
+Usage:
+  python -m frem_jax.report --runs baseline=DIR1 supervision=DIR2 frem=DIR3 [fixed=DIR5] \
+      [--search=DIR4 ...] --out=OUT
+
+Run names: baseline, supervision, frem (Tables 2/3, Table 1 when the FREM run
+was trained with eval.frem_at_test), fixed (Table 4). A run that is not
+given, or not finished, is left out with a note.
+"""
+
+import json
+import os
+import shutil
+import sys
+
+from absl import app
+from absl import flags
+import ml_collections
+import numpy as np
+
+from frem_jax import cli
+from frem_jax import datasets
+from frem_jax import files
+from frem_jax import input_pipeline
+from frem_jax import report_figures
+from frem_jax import report_tables
+from frem_jax import search_store
+from frem_jax import trained_run
+from frem_jax.errors import UserError
+
+REPORT_MD = 'report.md'
+REPORT_JSON = 'report.json'
+
+
+def parse_runs(specs: list) -> dict:
+  """NAME=DIR pairs -> {name: dir}; UserError names a malformed or repeated one."""
+  runs = {}
+  for spec in specs:
+    name, sep, path = spec.partition('=')
+    if not sep or not name or not path:
+      raise UserError(f'--runs: {spec!r} is not NAME=DIR (e.g. frem=runs/mouse_frem)')
+    if name in runs:
+      raise UserError(f'--runs: {name!r} is given twice')
+    runs[name] = path
+  return runs
+
+
+def _load_results(runs: dict, notes: list) -> dict:
+  results = {}
+  for name, path in runs.items():
+    if name not in report_tables.METHODS:
+      notes.append(f'run {name!r} ({path}) is not one of {list(report_tables.METHODS)}: left out')
+      continue
+    results_path = os.path.join(path, 'results.json')
+    try:
+      with open(results_path) as f:
+        results[name] = json.load(f)
+    except FileNotFoundError:
+      notes.append(f'run {name!r}: {results_path} does not exist (not finished?): left out')
+    except (OSError, ValueError) as e:
+      notes.append(f'run {name!r}: {results_path} could not be read ({e}): left out')
+  for name in report_tables.METHODS:
+    if name not in runs:
+      notes.append(f'no {name!r} run was given')
+  return results
+
+
+def _panels(runs: dict, results: dict, out: str, num_images: int, notes: list):
+  """Figs. 5/6 from the first `num_images` test images of the runs' dataset, or None."""
+  names = [n for n in ('baseline', 'supervision', 'frem', 'fixed') if n in results]
+  if not names or num_images < 1:
+    return None
+  ref = names[-1] if 'frem' not in names else 'frem'
+  config = ml_collections.ConfigDict(results[ref]['config'])
+  data_dir = config.dataset.data_dir or datasets.default_data_dir(runs[ref])
+  try:
+    data = input_pipeline.load_dataset(config, data_dir)
+  except UserError as e:
+    notes.append(f'qualitative panels left out: the data of run {ref!r} could not be loaded ({e})')
+    return None
+  test = data.splits['test']
+  raw = test.images[:num_images] * np.asarray(data.std, np.float32) + np.asarray(data.mean, np.float32)
+  predictions = {}
+  for name in names:
+    if results[name]['config']['dataset'] != results[ref]['config']['dataset']:
+      notes.append(f'qualitative panels: run {name!r} used another dataset than {ref!r}: left out')
+      continue
+    run = trained_run.load(runs[name])
+    predictions[name] = np.argmax(run.logits(raw), axis=-1)
+  return report_figures.panels(raw, test.masks[:num_images], predictions, list(data.class_names),
+                               os.path.join(out, 'qualitative.png'))
+
+
+def _searches(search_dirs: list, out: str, notes: list) -> list:
+  summaries = []
+  for i, path in enumerate(search_dirs):
+    try:
+      record = search_store.load(path)
+    except UserError as e:
+      notes.append(f'search {path}: {e}: left out')
+      continue
+    best = search_store.best_trial(record)
+    space = record['space']['space']
+    figure = None
+    if os.path.exists(os.path.join(path, 'search.png')):
+      figure = f'search_{space}_{i}.png'
+      shutil.copyfile(os.path.join(path, 'search.png'), os.path.join(out, figure))
+    summaries.append({
+        'dir': path, 'space': space, 'ranges': record['space']['ranges'],
+        'trials': len(record['trials']),
+        'ok': sum(t['status'] == 'ok' for t in record['trials']),
+        'failed': sum(t['status'] == 'fail' for t in record['trials']),
+        'best': None if best is None else {k: best[k] for k in ('number', 'values', 'val_miou', 'test_miou')},
+        'figure': figure})
+  return summaries
+
+
+def write_report(runs: dict, search_dirs: list, out: str, num_images: int = 3) -> dict:
+  """Writes OUT/report.md, OUT/report.json and the figures; returns the report's numbers."""
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise UserError(f'--out={out} is an existing file; name a folder')
+  os.makedirs(out, exist_ok=True)
+  notes = []
+  results = _load_results(runs, notes)
+  report = {'runs': {n: runs[n] for n in results}, 'notes': notes, 'figures': {}}
+  md = ['# FREM report', '']
+
+  names = [n for n in report_tables.METHODS if n in results and n != 'fixed']
+  if names:
+    table, report['table_iou'] = report_tables.iou_table(results, names)
+    md += ['## Per-class test IoU (the paper\'s Tables 2/3)', '', table, '']
+    table, full = report_tables.full_section_table(results, names)
+    if full:
+      report['table_full_sections'] = full
+      md += ['### Whole test sections (Drosophila)', '', table, '']
+  t1 = report_tables.table1(results)
+  if t1:
+    md += ['## Enhancement at test time (Table 1)', '', t1[0], '',
+           f'FREM at test uses the channels of `{t1[1]["key"]}`.', '']
+    report['table1'] = t1[1]
+  else:
+    notes.append('Table 1 left out: it needs a frem run trained with eval.frem_at_test=True')
+  t4 = report_tables.table4(results)
+  if t4:
+    md += ['## Fixed channels (Table 4)', '', t4[0], '']
+    report['table4'] = t4[1]
+  else:
+    notes.append('Table 4 left out: it needs a fixed run (e.g. configs/mouse.py:fixed)')
+
+  metrics = {n: report_figures.read_metrics(runs[n]) for n in results}
+  figures = {
+      'feature_magnitude': report_figures.feature_magnitude(metrics, os.path.join(out, 'feature_magnitude.png')),
+      'feature_sums': report_figures.feature_sums(metrics, os.path.join(out, 'feature_sums.png')),
+      'qualitative': _panels(runs, results, out, num_images, notes),
+  }
+  captions = {
+      'feature_magnitude': 'Mean activation of the deepest stage and of its skip connection, per epoch (Fig. 3)',
+      'feature_sums': 'Summed activation of the deepest stage: all channels (baseline), enhanced and other '
+                      'channels (FREM), per epoch (Fig. 9)',
+      'qualitative': 'Test images, ground truth and predictions (Figs. 5/6)',
+  }
+  for key, path in figures.items():
+    if path:
+      report['figures'][key] = os.path.basename(path)
+      md += [f'## {captions[key]}', '', f'![{key}]({os.path.basename(path)})', '']
+
+  report['searches'] = _searches(search_dirs, out, notes)
+  for s in report['searches']:
+    md += [f'## TPE search ({s["space"]}): {s["dir"]}', '',
+           f'{s["trials"]} trials ({s["ok"]} ok, {s["failed"]} failed), ranges {s["ranges"]}.', '']
+    if s['best']:
+      md += [f'Best trial {s["best"]["number"]}: {s["best"]["values"]}, validation mIoU '
+             f'{report_tables.pct(s["best"]["val_miou"])} %, test mIoU {report_tables.pct(s["best"]["test_miou"])} %.', '']
+    if s['figure']:
+      md += [f'![search]({s["figure"]})', '']
+  if notes:
+    md += ['## Notes', ''] + [f'- {n}' for n in notes] + ['']
+  files.write_text_atomic(os.path.join(out, REPORT_MD), '\n'.join(md))
+  files.write_json_atomic(os.path.join(out, REPORT_JSON), report)
+  return report
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  cli.quiet_library_logs()
+  try:
+    # `--runs a=X b=Y` leaves b=Y as a positional argument: take those too.
+    specs = list(FLAGS.runs or []) + argv[1:]
+    if not FLAGS.out:
+      raise UserError('--out=OUT is required')
+    write_report(parse_runs(specs), FLAGS.search or [], FLAGS.out, FLAGS.num_images)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  print(f'report: {os.path.join(FLAGS.out, REPORT_MD)}')
+
+
+if __name__ == '__main__':
+  flags.DEFINE_multi_string('runs', [], 'NAME=DIR of a finished run (baseline, supervision, frem, fixed).')
+  flags.DEFINE_multi_string('search', [], 'Folder of a TPE search (trials.json).')
+  flags.DEFINE_string('out', None, 'Folder for report.md, report.json and the figures.')
+  flags.DEFINE_integer('num_images', 3, 'Test images in the qualitative panels (Figs. 5/6).')
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,163 @@
+"""A finished training run loaded for inference: its config, best checkpoint and normalisation."""
+
+import dataclasses
+import json
+import os
+import re
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from frem_jax import checkpointing
+from frem_jax import steps
+from frem_jax import train
+from frem_jax import workdir as workdir_lib
+from frem_jax.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+  """The best checkpoint of a run, ready to segment raw images.
+
+  Attributes:
+    config: the run's config, rebuilt from `config.json`.
+    class_names: the K class names, in class-index order.
+    model: the `UNetSE` built from `config`.
+    variables: {'params', 'batch_stats'} of the best checkpoint.
+    normalization: {'mean': [C], 'std': [C]} of the training split (from `results.json`).
+    image_size: the tile size the model was trained on (`dataset.image_size`).
+    in_channels: C, the image channels the model expects.
+  """
+  config: ml_collections.ConfigDict
+  class_names: tuple
+  model: Any
+  variables: dict
+  normalization: dict
+  image_size: int
+  in_channels: int
+  _apply: Callable = dataclasses.field(repr=False, compare=False)
+
+  @property
+  def num_classes(self) -> int:
+    """K, the number of classes the model predicts."""
+    return len(self.class_names)
+
+  def logits(self, images: np.ndarray) -> np.ndarray:
+    """Class logits float32 [N, H, W, K] of raw images [N, H, W, C] (intensities as read from file).
+
+    Images are normalised as in training (per channel, by the training split's
+    mean and std) and FREM is off. H and W must be divisible by 2^(stages - 1).
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != self.in_channels:
+      raise UserError(f'images of shape {images.shape} given; the model expects [N, H, W, '
+                      f'{self.in_channels}] ({self.in_channels}-channel images)')
+    mean = np.asarray(self.normalization['mean'], np.float32)
+    std = np.asarray(self.normalization['std'], np.float32)
+    normalised = ((images.astype(np.float32) - mean) / std).astype(np.float32)
+    return np.asarray(self._apply(self.variables, normalised), np.float32)
+
+
+def load(workdir: str) -> TrainedRun:
+  """The best checkpoint of the finished run in `workdir`; UserError (one line) if there is none."""
+  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  no_checkpoint = (f'{workdir} has no checkpoint: train it first with python -m frem_jax.train '
+                   f'--config=CONFIG --workdir={workdir}')
+  if not os.path.isfile(config_path) or not os.path.isdir(checkpoints):
+    raise UserError(no_checkpoint)
+  config = ml_collections.ConfigDict(_read_json(config_path))
+  results = _read_results(workdir)
+  mean, std = results['normalization']['mean'], results['normalization']['std']
+  mean, std = np.atleast_1d(mean).tolist(), np.atleast_1d(std).tolist()
+  class_names = tuple(results.get('class_names') or class_names_of(config))
+  model = train.build_model(config, len(class_names))
+  image_size = int(config.dataset.image_size)
+  variables = _restore_best(workdir, config, model, (image_size, image_size, len(mean)), no_checkpoint)
+  apply = jax.jit(lambda v, x: model.apply(v, x, train=False).logits)
+  return TrainedRun(config, class_names, model, variables, {'mean': mean, 'std': std},
+                    image_size, len(mean), apply)
+
+
+def class_names_of(config: ml_collections.ConfigDict) -> tuple:
+  """The class names of `config.dataset`, without reading or preparing the data."""
+  # pylint: disable=g-import-not-at-top  (tensorflow_datasets loads only for the folder datasets)
+  ds = config.dataset
+  if ds.name == 'synthetic_cells':
+    from frem_jax.datasets import synthetic
+    return tuple(synthetic.CLASS_NAMES)
+  if ds.name == 'drosophila_vnc':
+    from frem_jax.datasets import drosophila_vnc
+    return tuple(drosophila_vnc.CLASS_NAMES)
+  classes = tuple(tuple(c) for c in ds.classes)
+  if not classes and ds.name == 'mouse_liver':
+    from frem_jax.datasets.cell_folder import MouseLiver
+    classes = MouseLiver.DEFAULT_CLASSES
+  if not classes:
+    raise UserError(f'the config of dataset {ds.name!r} names no classes (dataset.classes is empty)')
+  return tuple(str(name) for _, name in classes)
+
+
+def _read_json(path: str) -> dict:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f'{path} is unreadable ({e}); restore it or train the run again') from e
+
+
+def _read_results(workdir: str) -> dict:
+  path = os.path.join(workdir, train.RESULTS_FILE)
+  if not os.path.isfile(path):
+    raise UserError(f'{workdir} has no {train.RESULTS_FILE}: its training has not finished (the '
+                    'normalisation is recorded at the end); finish it by running the same '
+                    'python -m frem_jax.train command again')
+  results = _read_json(path)
+  if 'normalization' not in results:
+    raise UserError(f'{path} has no "normalization"; train the run again with this version')
+  return results
+
+
+def _restore_best(workdir: str, config: ml_collections.ConfigDict, model, image_shape: tuple,
+                  no_checkpoint: str) -> dict:
+  # Shapes only: evaluating the initialiser abstractly compiles nothing (seconds per load).
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  template = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      jax.eval_shape(lambda: steps.create_train_state(model, train.run_key(config.seed), image_shape,
+                                                      config.learning_rate)))
+  manager = checkpointing.make_manager(workdir)
+  try:
+    step = manager.best_step()
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise UserError(no_checkpoint)
+    try:
+      state, _ = checkpointing.restore(manager, step, template)
+    except (ValueError, TypeError, KeyError) as e:
+      raise UserError(
+          f'the checkpoint of epoch {step} in {workdir} was made with a different model config '
+          f'than its config.json ({_mismatch(e)}); use the config.json it was trained with') from e
+    _check_shapes(template.params, state.params, workdir, step)
+  finally:
+    manager.close()
+  return {'params': state.params, 'batch_stats': state.batch_stats}
+
+
+def _check_shapes(expected, restored, workdir: str, step: int) -> None:
+  want = jax.tree.map(lambda x: tuple(x.shape), expected)
+  got = jax.tree.map(lambda x: tuple(x.shape), restored)
+  if want != got:
+    raise UserError(f'the checkpoint of epoch {step} in {workdir} was made with a different model '
+                    'config than its config.json (parameter shapes differ); use the config.json '
+                    'it was trained with')
+
+
+def _mismatch(error: BaseException) -> str:
+  found = re.search(r'Requested shape: (\(.*?\)) is not compatible with the stored shape: (\(.*?\))',
+                    str(error))
+  if found:
+    return f'a parameter of shape {found.group(2)} in the checkpoint is {found.group(1)} in the model'
+  return 'the parameter trees differ'

@@ -1,0 +1,239 @@
+"""Prediction with a trained run: sliding windows, the predict command line, its outputs and errors."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from configs import drosophila
+from frem_jax import metrics
+from frem_jax import predict
+from frem_jax import sliding_window
+from frem_jax import train
+from frem_jax import trained_run
+from frem_jax.datasets import drosophila_vnc as dv
+from frem_jax.errors import UserError
+from tests.datasets.test_drosophila_vnc import source_dir
+from tests.tiny import DATA_DIR, tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_predict(*args) -> subprocess.Popen:
+  return subprocess.Popen([sys.executable, '-m', 'frem_jax.predict', *args], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+  out, err = proc.communicate(timeout=300)
+  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def save_png(path, array):
+  Image.fromarray(np.asarray(array, np.uint8)).save(path)
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+  """A synthetic-cells run at 32² tiles (1 channel, 3 classes), trained once."""
+  workdir = str(tmp_path_factory.mktemp('predict') / 'tiny')
+  train.train_and_evaluate(tiny_config(num_epochs=1), workdir)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def loaded(tiny_run):
+  return trained_run.load(tiny_run)
+
+
+def test_windows_of_a_pointwise_model_give_back_the_pointwise_result():
+  rng = np.random.default_rng(0)
+  shapes = []
+
+  def double(windows):
+    shapes.append(windows.shape)
+    return 2 * windows
+
+  for (h, w), overlap in [((45, 70), 0), ((45, 70), 7), ((10, 13), 3), ((64, 96), 0), ((64, 96), 31)]:
+    image = rng.random((h, w, 2)).astype(np.float32)
+    np.testing.assert_array_equal(sliding_window.predict_logits(double, image, 32, overlap, 4), 2 * image)
+  assert {s[1:] for s in shapes} == {(32, 32, 2)}
+  with pytest.raises(UserError, match=r'overlap=32 must be in \[0, 32\)'):
+    sliding_window.predict_logits(double, image, 32, 32)
+
+
+def test_overlap_0_on_aligned_tiles_equals_each_crop_predicted_alone(loaded):
+  assert (loaded.image_size, loaded.in_channels, loaded.num_classes) == (32, 1, 3)
+  image = np.random.default_rng(1).random((128, 128, 1)).astype(np.float32)
+  tiled = sliding_window.predict_logits(loaded.logits, image, 32, 0)
+  assert tiled.shape == (128, 128, 3) and tiled.dtype == np.float32
+  for y in range(0, 128, 32):
+    for x in range(0, 128, 32):
+      alone = loaded.logits(image[None, y:y + 32, x:x + 32])[0]
+      np.testing.assert_allclose(tiled[y:y + 32, x:x + 32], alone, rtol=1e-5, atol=1e-5)
+  overlapped = sliding_window.predict_logits(loaded.logits, image, 32, 8)
+  assert overlapped.shape == tiled.shape and not np.allclose(overlapped, tiled, atol=1e-4)
+
+
+def test_an_image_of_odd_size_comes_back_at_its_size(loaded):
+  image = np.random.default_rng(2).random((45, 70, 1)).astype(np.float32)
+  class_map, probs = predict.predict_image(loaded, image, overlap=8)
+  assert class_map.shape == (45, 70) and class_map.dtype == np.uint8
+  assert probs.shape == (45, 70, 3) and probs.dtype == np.float32
+  logits = sliding_window.predict_logits(loaded.logits, image, 32, 8)
+  np.testing.assert_array_equal(class_map, logits.argmax(-1))
+  small, _ = predict.predict_image(loaded, image[:20, :9], overlap=0)
+  assert small.shape == (20, 9)
+
+
+def test_an_unfinished_run_and_a_bad_overlap_are_user_errors(tiny_run, tmp_path):
+  unfinished = tmp_path / 'unfinished'
+  shutil.copytree(tiny_run, unfinished)
+  os.remove(unfinished / 'results.json')
+  with pytest.raises(UserError, match='has no results.json: its training has not finished'):
+    trained_run.load(str(unfinished))
+  save_png(tmp_path / 'a.png', np.zeros((40, 40)))
+  with pytest.raises(UserError, match=r'--overlap=32 must be in \[0, 32\)'):
+    predict.predict_files(tiny_run, str(tmp_path / 'a.png'), str(tmp_path / 'out'), overlap=32)
+
+
+def test_bad_masks_and_an_output_over_the_input_are_refused_before_writing(tiny_run, tmp_path):
+  (tmp_path / 'in').mkdir()
+  (tmp_path / 'masks').mkdir()
+  save_png(tmp_path / 'in' / 'a.png', np.zeros((40, 40)))
+  save_png(tmp_path / 'in' / 'b.png', np.zeros((40, 40)))
+  save_png(tmp_path / 'masks' / 'a.png', np.full((40, 40), 5))
+  out = str(tmp_path / 'out')
+  with pytest.raises(UserError, match=r'in/b.png has no mask in --masks=.*add b.png'):
+    predict.predict_files(tiny_run, str(tmp_path / 'in'), out, 8, masks=str(tmp_path / 'masks'))
+  save_png(tmp_path / 'masks' / 'b.png', np.zeros((40, 40)))
+  with pytest.raises(UserError, match=r'masks/a.png holds the value 5; masks must hold class indices 0..2'):
+    predict.predict_files(tiny_run, str(tmp_path / 'in'), out, 8, masks=str(tmp_path / 'masks'))
+  with pytest.raises(UserError, match='would overwrite the input'):
+    predict.predict_files(tiny_run, str(tmp_path / 'in'), str(tmp_path / 'in'), 8)
+  assert not os.path.exists(out)
+
+
+def bad_inputs(tiny_run, tmp):
+  """{name: (CLI args, expected stderr)} of each bad input; each would write to tmp/out_<name>."""
+  gray, rgb = tmp / 'gray.png', tmp / 'rgb.png'
+  save_png(gray, np.arange(48 * 40).reshape(48, 40) % 256)
+  save_png(rgb, np.zeros((48, 40, 3)))
+  (tmp / 'masks').mkdir()
+  save_png(tmp / 'masks' / 'gray.png', np.zeros((40, 40)))
+  (tmp / 'empty_run').mkdir()
+  other = tmp / 'other_run'
+  shutil.copytree(tiny_run, other)
+  config = json.loads((other / 'config.json').read_text())
+  config['model']['features'] = [4, 8, 32]
+  (other / 'config.json').write_text(json.dumps(config))
+  (tmp / 'a_file').write_text('x')
+  cases = {
+      'no_checkpoint': ([f'--workdir={tmp}/empty_run', f'--input={gray}'],
+                        f'error: {tmp}/empty_run has no checkpoint: train it first with '
+                        'python -m frem_jax.train'),
+      'other_config': ([f'--workdir={other}', f'--input={gray}'],
+                       'was made with a different model config than its config.json'),
+      'channels': ([f'--workdir={tiny_run}', f'--input={rgb}'],
+                   f'error: {rgb} has 3 channel(s) but the run was trained on 1-channel images'),
+      'mask_size': ([f'--workdir={tiny_run}', f'--input={gray}', f'--masks={tmp}/masks'],
+                    f'error: mask {tmp}/masks/gray.png is 40x40 but its image {gray} is 48x40'),
+      'missing_input': ([f'--workdir={tiny_run}', f'--input={tmp}/nothere.png'],
+                        f'error: --input={tmp}/nothere.png does not exist'),
+  }
+  for name, (args, _) in cases.items():
+    args.append(f'--output={tmp}/out_{name}')
+  (tmp / 'out_output_is_file').write_text('x')
+  cases['output_is_file'] = ([f'--workdir={tiny_run}', f'--input={gray}', f'--output={tmp}/out_output_is_file'],
+                             f'error: --output={tmp}/out_output_is_file is an existing file; name a folder')
+  return cases
+
+
+@pytest.fixture(scope='module')
+def cli_runs(tiny_run, tmp_path_factory):
+  """Every CLI case of the tiny run, started at once (they mostly wait on imports and compiles)."""
+  tmp = tmp_path_factory.mktemp('cli')
+  cases = bad_inputs(tiny_run, tmp)
+  (tmp / 'in').mkdir()
+  save_png(tmp / 'in' / 'x.png', np.random.default_rng(3).integers(0, 256, (45, 70)))
+  procs = {name: start_predict(*args, '--overlap=8') for name, (args, _) in cases.items()}
+  procs['raw'] = start_predict(f'--workdir={tiny_run}', f'--input={tmp}/in', f'--output={tmp}/raw',
+                               '--overlap=8', '--raw', '--probabilities')
+  results = {name: finish(p) for name, p in procs.items()}
+  return tmp, {name: message for name, (_, message) in cases.items()}, results
+
+
+@pytest.mark.parametrize('name', ['no_checkpoint', 'other_config', 'channels', 'mask_size',
+                                  'output_is_file', 'missing_input'])
+def test_bad_input_is_one_line_and_exit_1(cli_runs, name):
+  tmp, messages, results = cli_runs
+  proc = results[name]
+  assert proc.returncode == 1, proc.stderr
+  assert messages[name] in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert len([l for l in proc.stderr.splitlines() if l.startswith('error:')]) == 1
+  out = tmp / f'out_{name}'
+  assert out.is_file() if name == 'output_is_file' else not out.exists()  # nothing written
+
+
+def test_raw_masks_and_probabilities(cli_runs):
+  tmp, _, results = cli_runs
+  assert results['raw'].returncode == 0, results['raw'].stderr
+  with Image.open(tmp / 'raw' / 'x.png') as im:
+    assert im.mode == 'L' and im.size == (70, 45)
+    classes = np.asarray(im)
+  probs = np.load(tmp / 'raw' / 'x.npy')
+  assert probs.shape == (45, 70, 3) and probs.dtype == np.float32
+  np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+  assert probs.min() >= 0
+  chosen = np.take_along_axis(probs, classes[..., None].astype(np.int64), -1)[..., 0]
+  np.testing.assert_allclose(chosen, probs.max(-1), atol=1e-6)  # the class of highest probability
+  assert not os.path.exists(tmp / 'raw' / 'iou.json')
+
+
+@pytest.fixture(scope='module')
+def drosophila_run(tmp_path_factory):
+  """configs/drosophila.py at widths (4, 8, 16), 256² tiles, 1 epoch on 4 tiles per split."""
+  source = source_dir()
+  config = drosophila.get_config()
+  config.dataset.source_dir = source
+  config.dataset.data_dir = DATA_DIR
+  config.dataset.limit = 4
+  config.model.features = (4, 8, 16)
+  config.num_epochs = 1
+  config.eval_batch_size = 4
+  workdir = str(tmp_path_factory.mktemp('dros') / 'run')
+  train.train_and_evaluate(config, workdir)
+  return source, workdir
+
+
+def test_drosophila_sections_are_segmented_whole_with_iou(drosophila_run, tmp_path):
+  source, workdir = drosophila_run
+  (tmp_path / 'in').mkdir()
+  (tmp_path / 'masks').mkdir()
+  labels = {}
+  for section, suffix in ((16, 'tif'), (17, 'png')):
+    image, labels[f'{section}'] = dv.read_section(source, section)
+    Image.fromarray(image[..., 0]).save(tmp_path / 'in' / f'{section}.{suffix}')
+    save_png(tmp_path / 'masks' / f'{section}.png', labels[f'{section}'])
+  proc = finish(start_predict(f'--workdir={workdir}', f'--input={tmp_path}/in',
+                              f'--output={tmp_path}/out', f'--masks={tmp_path}/masks'))
+  assert proc.returncode == 0, proc.stderr
+  report = json.loads((tmp_path / 'out' / 'iou.json').read_text())
+  assert report['class_names'] == list(dv.CLASS_NAMES) and sorted(report['images']) == ['16', '17']
+  total = np.zeros((4, 4), np.int64)
+  for stem, label in labels.items():
+    with Image.open(tmp_path / 'out' / f'{stem}.png') as im:
+      assert im.mode == 'P' and im.size == (1024, 1024)
+      predicted = np.asarray(im)
+    confusion = np.asarray(metrics.confusion_matrix(label, predicted, 4), np.int64)
+    assert report['images'][stem]['miou'] == pytest.approx(metrics.summarize(confusion, dv.CLASS_NAMES)['miou'])
+    total += confusion
+  assert 0.0 <= report['overall']['miou'] <= 1.0
+  assert report['overall']['miou'] == pytest.approx(metrics.summarize(total, dv.CLASS_NAMES)['miou'])
+  assert report['overall']['confusion_matrix'] == total.tolist()
