@@ -1,6 +1,7 @@
 """Orbax checkpoints of a run: the latest epoch (for resuming) and the best by validation mIoU."""
 
 import os
+import threading
 from typing import Optional
 
 import jax
@@ -9,6 +10,9 @@ import orbax.checkpoint as ocp
 from frem_jax.steps import TrainState
 
 METRIC = 'val_miou'
+# Orbax's asynchronous saves of two managers in one process (search trials running side by side in
+# threads) were seen to lose a checkpoint's metadata file; saves are therefore one at a time.
+_SAVE_LOCK = threading.Lock()
 
 
 def make_manager(workdir: str) -> ocp.CheckpointManager:
@@ -33,9 +37,11 @@ def save(manager: ocp.CheckpointManager, epoch: int, state: TrainState, meta: di
          val_miou: Optional[float]) -> None:
   """Saves `state` and the JSON `meta` as checkpoint `epoch` (epochs completed)."""
   metrics = None if val_miou is None else {METRIC: float(val_miou)}
-  manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(_state_tree(state)),
-                                              meta=ocp.args.JsonSave(meta)),
-               metrics=metrics)
+  with _SAVE_LOCK:
+    manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(_state_tree(state)),
+                                                meta=ocp.args.JsonSave(meta)),
+                 metrics=metrics)
+    manager.wait_until_finished()
 
 
 def restore(manager: ocp.CheckpointManager, epoch: int, template: TrainState) -> tuple[TrainState, dict]:
@@ -44,3 +50,16 @@ def restore(manager: ocp.CheckpointManager, epoch: int, template: TrainState) ->
   restored = manager.restore(epoch, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
   return template.replace(**restored['state']), dict(restored['meta'])
+
+
+def stored_shapes(workdir: str, epoch: int) -> dict:
+  """{'params': …, 'batch_stats': …} as trees of shapes, from checkpoint `epoch`'s metadata (no arrays read)."""
+  manager = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, 'checkpoints')),
+      item_handlers={'state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()})
+  try:
+    metadata = manager.item_metadata(epoch)['state']
+  finally:
+    manager.close()
+  tree = getattr(metadata, 'tree', metadata)
+  return {k: jax.tree.map(lambda m: tuple(m.shape), tree[k]) for k in ('params', 'batch_stats')}

@@ -134,6 +134,8 @@ def _restore_best(workdir: str, config: ml_collections.ConfigDict, model, image_
     step = manager.latest_step() if step is None else step
     if step is None:
       raise UserError(no_checkpoint)
+    # Compare shapes before reading: a failed restore leaves orbax's reads running at exit.
+    _check_stored_shapes(template, checkpointing.stored_shapes(workdir, step), workdir, step)
     try:
       state, _ = checkpointing.restore(manager, step, template)
     except (ValueError, TypeError, KeyError) as e:
@@ -144,6 +146,21 @@ def _restore_best(workdir: str, config: ml_collections.ConfigDict, model, image_
   finally:
     manager.close()
   return {'params': state.params, 'batch_stats': state.batch_stats}
+
+
+def _check_stored_shapes(template, stored: dict, workdir: str, step: int) -> None:
+  for section in ('params', 'batch_stats'):
+    flat = lambda tree: dict(jax.tree_util.tree_flatten_with_path(  # pylint: disable=g-long-lambda
+        tree, is_leaf=lambda x: isinstance(x, tuple))[0])
+    want = flat(jax.tree.map(lambda x: tuple(x.shape), getattr(template, section)))
+    got = flat(stored[section])
+    for path in list(want) + [p for p in got if p not in want]:
+      if want.get(path) != got.get(path):
+        name = '/'.join([section] + [str(getattr(k, 'key', k)) for k in path])
+        raise UserError(
+            f'the checkpoint of epoch {step} in {workdir} was made with a different model config than '
+            f'its config.json ({name} is {got.get(path)} in the checkpoint, {want.get(path)} in the '
+            'model); use the config.json it was trained with')
 
 
 def _check_shapes(expected, restored, workdir: str, step: int) -> None:

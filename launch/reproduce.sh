@@ -51,7 +51,8 @@ fi
 if [[ -z "$python" ]]; then
   if [[ -x .venv/bin/python ]]; then python=.venv/bin/python; else python=python3; fi
 fi
-out="${out:-repro/$dataset$([[ $quick == 1 ]] && echo _quick)}"
+suffix=; [[ $quick == 0 ]] || suffix=_quick
+out="${out:-repro/$dataset$suffix}"
 
 common=("--config.dataset.source_dir=$source" "--config.dataset.data_dir=$out/tensorflow_datasets")
 if [[ $quick == 1 ]]; then

@@ -91,3 +91,40 @@ def test_tpu_vm_bad_arguments(args, message):
   proc = launch('tpu_vm.sh', *args, '--dry-run')
   assert proc.returncode == 2
   assert proc.stderr.strip().startswith(message)
+
+
+def test_reproduce_dry_run_runs_the_whole_protocol_in_order(tmp_path):
+  out = tmp_path / 'repro'
+  proc = launch('reproduce.sh', 'drosophila', '--quick', '--dry-run', '--source=DATA', f'--out={out}',
+                '--python=py')
+  assert proc.returncode == 0, proc.stderr
+  cmds = commands(proc)
+  assert [c.split()[2] for c in cmds] == ['frem_jax.train', 'frem_jax.search', 'frem_jax.search',
+                                          'frem_jax.train', 'frem_jax.report']
+  assert cmds[0].startswith(f'py -m frem_jax.train --config=configs/drosophila.py:baseline --workdir={out}/baseline '
+                            '--config.dataset.source_dir=DATA')
+  assert "'--config.model.features=(8, 16, 32, 64, 128)'" in cmds[0] and '--config.search.max_evals=3' in cmds[0]
+  assert f'--config=configs/drosophila.py:supervision --workdir={out}/search_lambda' in cmds[1]
+  assert f'--config=configs/drosophila.py --workdir={out}/search_bx --config.eval.frem_at_test=True' in cmds[2]
+  assert f'--config=configs/drosophila.py:fixed --workdir={out}/fixed' in cmds[3]
+  assert cmds[4] == (f'py -m frem_jax.report --runs baseline={out}/baseline '
+                     f'supervision={out}/search_lambda/trial_BEST frem={out}/search_bx/trial_BEST '
+                     f'fixed={out}/fixed --search={out}/search_bx --search={out}/search_lambda --out={out}/report')
+  assert not out.exists()
+  full = commands(launch('reproduce.sh', 'mouse', '--dry-run', '--source=M', '--python=py'))
+  assert full[0] == ('py -m frem_jax.train --config=configs/mouse.py:baseline --workdir=repro/mouse/baseline '
+                     '--config.dataset.source_dir=M --config.dataset.data_dir=repro/mouse/tensorflow_datasets')
+
+
+@pytest.mark.parametrize('args,message', [
+    (['rat', '--source=x'], "error: DATASET must be mouse or drosophila; got 'rat'"),
+    (['mouse'], 'error: --source=DIR is required: the mouse data folder'),
+    (['mouse', '--source=/nonexistent/folder'], 'error: --source=/nonexistent/folder is not a folder'),
+    (['mouse', '--source=x', '--fast'], 'error: unknown argument --fast'),
+])
+def test_reproduce_bad_arguments(args, message):
+  env = {k: v for k, v in os.environ.items() if k != 'FREM_DROSOPHILA_DIR'}
+  proc = subprocess.run(['bash', os.path.join(ROOT, 'launch', 'reproduce.sh'), *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().startswith(message)
