@@ -237,3 +237,14 @@ def test_drosophila_sections_are_segmented_whole_with_iou(drosophila_run, tmp_pa
   assert 0.0 <= report['overall']['miou'] <= 1.0
   assert report['overall']['miou'] == pytest.approx(metrics.summarize(total, dv.CLASS_NAMES)['miou'])
   assert report['overall']['confusion_matrix'] == total.tolist()
+
+
+def test_a_1024_section_tiled_without_overlap_equals_each_256_crop_predicted_alone(drosophila_run):
+  source, workdir = drosophila_run
+  run = trained_run.load(workdir)
+  image, _ = dv.read_section(source, 18)
+  logits = sliding_window.predict_logits(run.logits, image, 256, 0)
+  assert logits.shape == (1024, 1024, 4)
+  for y, x in ((0, 0), (256, 512), (768, 768)):  # a corner crop and two interior ones
+    alone = run.logits(image[None, y:y + 256, x:x + 256])[0]
+    np.testing.assert_allclose(logits[y:y + 256, x:x + 256], alone, rtol=1e-5, atol=1e-5)
