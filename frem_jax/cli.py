@@ -1,5 +1,6 @@
 """Command-line plumbing shared by the entry points: flag errors as one line, no traceback."""
 
+import contextlib
 import logging
 import re
 import sys
@@ -76,3 +77,22 @@ class _OwnInfoOnly(logging.Filter):
 def quiet_library_logs() -> None:
   """Keeps the libraries' INFO chatter (orbax logs ~40 lines per checkpoint) out of the log."""
   logging.getLogger('absl').addFilter(_OwnInfoOnly())
+
+
+@contextlib.contextmanager
+def user_errors_exit():
+  """Turns a UserError raised inside into one line `error: …` on stderr and exit status 1."""
+  from frem_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    yield
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+
+
+def begin(argv: list[str]) -> None:
+  """What every entry point does first: refuse stray arguments, quiet the libraries' logs."""
+  if len(argv) > 1:
+    from absl import app  # pylint: disable=g-import-not-at-top
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  quiet_library_logs()

@@ -3,18 +3,21 @@
 import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 
-def write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` through a temporary file in the same folder and a rename."""
+def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
+  """Calls `write(binary_file)` on a temporary file beside `path`, then renames it to `path`.
+
+  On any error the temporary file is removed and `path` is left as it was.
+  """
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
   try:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
+    with os.fdopen(fd, 'wb') as f:
+      write(f)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -22,6 +25,12 @@ def write_text_atomic(path: str, text: str) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def write_text_atomic(path: str, text: str) -> None:
+  """Writes `text` (UTF-8) to `path` atomically."""
+  data = text.encode('utf-8')
+  write_atomic(path, lambda f: f.write(data))
 
 
 def _umask() -> int:

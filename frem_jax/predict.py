@@ -13,7 +13,6 @@ OUT/iou.json with the IoU per image and over all images.
 
 import os
 import sys
-import uuid
 
 from absl import app
 from absl import flags
@@ -119,28 +118,11 @@ def _read_checked(path: str, run: trained_run.TrainedRun) -> np.ndarray:
   return image
 
 
-def _write_atomic(path: str, write) -> None:
-  """Calls `write(binary_file)` on a temporary file beside `path`, then renames it to `path`."""
-  tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                     f'.{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp')
-  try:
-    # os.open, unlike mkstemp, gives the file the usual permissions (0666 minus the umask).
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), 'wb') as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def _save_png(path: str, class_map: np.ndarray, raw: bool) -> None:
   im = Image.fromarray(class_map)
   if not raw:
     im.putpalette(palette())
-  _write_atomic(path, lambda f: im.save(f, format='PNG'))
+  files.write_atomic(path, lambda f: im.save(f, format='PNG'))
 
 
 def predict_files(workdir: str, input_path: str, output: str, overlap: int = 32, raw: bool = False,
@@ -168,7 +150,7 @@ def predict_files(workdir: str, input_path: str, output: str, overlap: int = 32,
     class_map, probs = predict_image(run, _read_checked(path, run), overlap)
     _save_png(os.path.join(output, f'{stem}.png'), class_map, raw)
     if probabilities:
-      _write_atomic(os.path.join(output, f'{stem}.npy'), lambda f, p=probs: np.save(f, p))
+      files.write_atomic(os.path.join(output, f'{stem}.npy'), lambda f, p=probs: np.save(f, p))
     if stem in mask_paths:
       mask = read_mask(mask_paths[stem], path, class_map.shape, run.num_classes)
       confusion = np.asarray(metrics.confusion_matrix(mask, class_map, run.num_classes), np.int64)
@@ -188,15 +170,10 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  cli.quiet_library_logs()
-  try:
+  cli.begin(argv)
+  with cli.user_errors_exit():
     report = predict_files(FLAGS.workdir, FLAGS.input, FLAGS.output, FLAGS.overlap, FLAGS.raw,
                            FLAGS.probabilities, FLAGS.masks or '')
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
   print(f'masks: {FLAGS.output}')
   if report:
     miou = report['overall']['miou']

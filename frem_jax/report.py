@@ -12,7 +12,6 @@ given, or not finished, is left out with a note.
 import json
 import os
 import shutil
-import sys
 
 from absl import app
 from absl import flags
@@ -186,15 +185,12 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   cli.quiet_library_logs()
-  try:
+  with cli.user_errors_exit():
     # `--runs a=X b=Y` leaves b=Y as a positional argument: take those too.
     specs = list(FLAGS.runs or []) + argv[1:]
     if not FLAGS.out:
       raise UserError('--out=OUT is required')
     write_report(parse_runs(specs), FLAGS.search or [], FLAGS.out, FLAGS.num_images)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
   print(f'report: {os.path.join(FLAGS.out, REPORT_MD)}')
 
 

@@ -143,19 +143,14 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  cli.quiet_library_logs()
-  try:
+  cli.begin(argv)
+  with cli.user_errors_exit():
     if FLAGS.plot_only:
       print(search_plot.plot(search_store.load(FLAGS.workdir), FLAGS.workdir))
       return
     if FLAGS.config is None:
       raise UserError('--config is required (unless --plot_only)')
     record = run_search(cli.config_from_flag('config'), FLAGS.workdir)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
   best = search_store.best_trial(record)
   if best:
     print(f'best trial {best["number"]}: {best["values"]}, val mIoU {100 * best["val_miou"]:.2f} %, '

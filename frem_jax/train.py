@@ -33,7 +33,6 @@ from frem_jax import steps
 from frem_jax import workdir as workdir_lib
 from frem_jax.config_validation import validate_config
 from frem_jax.errors import TrainingDiverged
-from frem_jax.errors import UserError
 from frem_jax.metric_logging import MetricLogger
 from frem_jax.unet import UNetSE
 
@@ -259,14 +258,9 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  cli.quiet_library_logs()
-  try:
+  cli.begin(argv)
+  with cli.user_errors_exit():
     results = train_and_evaluate(cli.config_from_flag('config'), FLAGS.workdir)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
   print(format_results(results))
   print(f'results: {os.path.join(FLAGS.workdir, RESULTS_FILE)}')
 

@@ -1,6 +1,5 @@
 """Every bad config value named in the issue gives one clear line, before anything is built."""
 
-import os
 
 import pytest
 
