@@ -27,6 +27,16 @@ def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
     raise
 
 
+def save_figure_atomic(fig, path: str) -> str:
+  """Writes a matplotlib figure to `path` as PNG atomically, closes it and returns `path`."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  try:
+    write_atomic(path, lambda f: fig.savefig(f, format='png'))
+  finally:
+    plt.close(fig)
+  return path
+
+
 def write_text_atomic(path: str, text: str) -> None:
   """Writes `text` (UTF-8) to `path` atomically."""
   data = text.encode('utf-8')

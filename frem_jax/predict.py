@@ -25,6 +25,7 @@ from frem_jax import files
 from frem_jax import metrics
 from frem_jax import sliding_window
 from frem_jax import trained_run
+from frem_jax import workdir as workdir_lib
 from frem_jax.datasets import image_io
 from frem_jax.errors import UserError
 
@@ -128,8 +129,7 @@ def _save_png(path: str, class_map: np.ndarray, raw: bool) -> None:
 def predict_files(workdir: str, input_path: str, output: str, overlap: int = 32, raw: bool = False,
                   probabilities: bool = False, masks: str = '') -> dict:
   """Segments the image(s) at `input_path` into `output`; returns the iou.json content ({} without masks)."""
-  if os.path.exists(output) and not os.path.isdir(output):
-    raise UserError(f'--output={output} is an existing file; name a folder')
+  workdir_lib.check_not_a_file(output, '--output')
   images = find_inputs(input_path)
   mask_paths = find_masks(masks, images) if masks else {}
   outputs = {os.path.realpath(os.path.join(output, f'{s}.{e}')) for s in images for e in ('png', 'npy')}

@@ -26,6 +26,7 @@ from frem_jax import report_figures
 from frem_jax import report_tables
 from frem_jax import search_store
 from frem_jax import trained_run
+from frem_jax import workdir as workdir_lib
 from frem_jax.errors import UserError
 
 REPORT_MD = 'report.md'
@@ -117,8 +118,7 @@ def _searches(search_dirs: list, out: str, notes: list) -> list:
 
 def write_report(runs: dict, search_dirs: list, out: str, num_images: int = 3) -> dict:
   """Writes OUT/report.md, OUT/report.json and the figures; returns the report's numbers."""
-  if os.path.exists(out) and not os.path.isdir(out):
-    raise UserError(f'--out={out} is an existing file; name a folder')
+  workdir_lib.check_not_a_file(out, '--out')
   os.makedirs(out, exist_ok=True)
   notes = []
   results = _load_results(runs, notes)

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from matplotlib.patches import Patch  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from frem_jax import files
 from frem_jax import predict
 from frem_jax.report_tables import METHODS
 
@@ -28,11 +29,7 @@ def read_metrics(workdir: str) -> list:
 
 def _save(fig, path: str) -> str:
   fig.tight_layout()
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp)
-  plt.close(fig)
-  os.replace(tmp, path)
-  return path
+  return files.save_figure_atomic(fig, path)
 
 
 def _series(rows: list, key: str) -> tuple[list, list]:
@@ -106,8 +103,4 @@ def panels(images: np.ndarray, masks: np.ndarray, predictions: dict, class_names
              for k, name in enumerate(class_names)]
   fig.legend(handles=handles, loc='lower center', ncol=len(handles), fontsize=8, frameon=False)
   fig.tight_layout(rect=(0, 0.06, 1, 1))
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp)
-  plt.close(fig)
-  os.replace(tmp, path)
-  return path
+  return files.save_figure_atomic(fig, path)

@@ -31,6 +31,7 @@ from frem_jax import search_plot
 from frem_jax import search_space
 from frem_jax import search_store
 from frem_jax import train
+from frem_jax import workdir as workdir_lib
 from frem_jax.errors import TrainingDiverged
 from frem_jax.errors import UserError
 
@@ -50,10 +51,10 @@ def _run_trial(config, resolved, workdir, entry, device) -> dict:
     outcome = {'status': 'ok', 'reason': None, 'val_miou': results['val']['miou'],
                'best_epoch': results['best_epoch'], 'test_miou': results['test']['miou'],
                'test_iou_per_class': results['test']['iou_per_class']}
-  except UserError as e:
-    if not isinstance(e, TrainingDiverged):
-      raise  # the user's mistake (e.g. the data), not the trial's: stop the sweep
+  except TrainingDiverged as e:
     outcome = _failed(entry, e)
+  except UserError:
+    raise  # the user's mistake (e.g. the data), not the trial's: stop the sweep
   except Exception as e:  # pylint: disable=broad-except  # a failed trial must not stop the sweep
     outcome = _failed(entry, e)
   outcome['device'] = str(device)
@@ -97,8 +98,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) ->
   first with their recorded values, resuming from their own checkpoints.
   """
   resolved = search_space.resolve(config)
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise UserError(f'--workdir={workdir} is an existing file; name a folder')
+  workdir_lib.check_not_a_file(workdir)
   record = search_store.open_record(workdir, config, resolved)
   os.makedirs(workdir, exist_ok=True)
   config = _with_data_dir(config, workdir)

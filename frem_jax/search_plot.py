@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
+from frem_jax import files
 from frem_jax import search_store
 
 FIGURE_FILE = 'search.png'
@@ -47,9 +48,4 @@ def plot(record: dict, workdir: str) -> str:
   if best:
     ax.legend(loc='best', fontsize=8)
   fig.tight_layout()
-  path = os.path.join(workdir, FIGURE_FILE)
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp)
-  plt.close(fig)
-  os.replace(tmp, path)
-  return path
+  return files.save_figure_atomic(fig, os.path.join(workdir, FIGURE_FILE))

@@ -46,11 +46,11 @@ def open_record(workdir: str, config: ml_collections.ConfigDict, resolved: dict)
   if old_space != new_space:
     raise UserError(f'{path} was made with another search space ({old_space}); use a new --workdir '
                     'for this space, or the same config to continue')
-  old, new = workdir_lib._flatten(record['config']), workdir_lib._flatten(config_json)  # pylint: disable=protected-access
-  diffs = [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_KEYS and old.get(k) != new.get(k)]
+  diffs = workdir_lib.config_differences(record['config'], config_json, RESUMABLE_KEYS)
   if diffs:
-    raise UserError(f'{path} was made with another config ({diffs[0]}: {old.get(diffs[0])!r} -> '
-                    f'{new.get(diffs[0])!r}); use a new --workdir, or the same config to continue')
+    key, old, new = diffs[0]
+    raise UserError(f'{path} was made with another config ({key}: {old!r} -> {new!r}); use a new '
+                    '--workdir, or the same config to continue')
   record['space'], record['config'] = resolved, config_json
   return record
 

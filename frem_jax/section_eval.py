@@ -31,8 +31,7 @@ def evaluate_full_sections(logits_fn: Callable[[np.ndarray], np.ndarray], split:
   for k in complete:
     logits = sliding_window.predict_logits(logits_fn, images[k], tile_size, overlap)
     predicted = np.argmax(logits, axis=-1)
-    confusion += np.bincount(masks[k].astype(np.int64).ravel() * k_classes + predicted.ravel(),
-                             minlength=k_classes * k_classes).reshape(k_classes, k_classes)
+    confusion += np.asarray(metrics.confusion_matrix(masks[k], predicted, k_classes), np.int64)
   summary = metrics.summarize(confusion, class_names)
   summary.update(sections=[int(sections[k]) for k in complete], overlap=int(overlap))
   return summary

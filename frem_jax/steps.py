@@ -1,7 +1,7 @@
 """The train state and the jitted train and eval steps."""
 
 import functools
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
 from flax.training import train_state
@@ -96,6 +96,11 @@ def eval_step(state: TrainState, batch: dict, *, num_classes: int) -> jnp.ndarra
                        batch['image'], train=False)
   predictions = jnp.argmax(out.logits, axis=-1)
   return metrics.confusion_matrix(batch['mask'], predictions, num_classes, batch.get('weight'))
+
+
+def jit_logits(model: nn.Module) -> Callable:
+  """`model` in inference mode (FREM off, running statistics) under jit: fn(variables, images) -> logits."""
+  return jax.jit(lambda variables, images: model.apply(variables, images, train=False).logits)
 
 
 def eval_sums_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: jax.Array, *,

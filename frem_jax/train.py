@@ -210,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                       'key': f'frem_epoch_key(seed={config.seed}, epoch=0, mode={config.frem.mode!r})'}
     full_sections = None
     if config.dataset.name == 'drosophila_vnc':
-      apply = jax.jit(lambda v, x: model.apply(v, x, train=False).logits)
+      apply = steps.jit_logits(model)
       variables = {'params': best_state.params, 'batch_stats': best_state.batch_stats}
       full_sections = section_eval.evaluate_full_sections(
           lambda x: apply(variables, x), data.splits['test'], config.dataset.image_size,

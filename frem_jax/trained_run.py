@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import os
-import re
 from typing import Any, Callable
 
 import jax
@@ -76,7 +75,7 @@ def load(workdir: str) -> TrainedRun:
   model = train.build_model(config, len(class_names))
   image_size = int(config.dataset.image_size)
   variables = _restore_best(workdir, config, model, (image_size, image_size, len(mean)), no_checkpoint)
-  apply = jax.jit(lambda v, x: model.apply(v, x, train=False).logits)
+  apply = steps.jit_logits(model)
   return TrainedRun(config, class_names, model, variables, {'mean': mean, 'std': std},
                     image_size, len(mean), apply)
 
@@ -141,17 +140,18 @@ def _restore_best(workdir: str, config: ml_collections.ConfigDict, model, image_
     except (ValueError, TypeError, KeyError) as e:
       raise UserError(
           f'the checkpoint of epoch {step} in {workdir} was made with a different model config '
-          f'than its config.json ({_mismatch(e)}); use the config.json it was trained with') from e
-    _check_shapes(template.params, state.params, workdir, step)
+          'than its config.json (the parameter trees differ); use the config.json it was trained with') from e
   finally:
     manager.close()
   return {'params': state.params, 'batch_stats': state.batch_stats}
 
 
 def _check_stored_shapes(template, stored: dict, workdir: str, step: int) -> None:
+  """UserError naming the first parameter or statistic whose shape differs between model and checkpoint."""
+  def flat(tree):
+    return dict(jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, tuple))[0])
+
   for section in ('params', 'batch_stats'):
-    flat = lambda tree: dict(jax.tree_util.tree_flatten_with_path(  # pylint: disable=g-long-lambda
-        tree, is_leaf=lambda x: isinstance(x, tuple))[0])
     want = flat(jax.tree.map(lambda x: tuple(x.shape), getattr(template, section)))
     got = flat(stored[section])
     for path in list(want) + [p for p in got if p not in want]:
@@ -161,20 +161,3 @@ def _check_stored_shapes(template, stored: dict, workdir: str, step: int) -> Non
             f'the checkpoint of epoch {step} in {workdir} was made with a different model config than '
             f'its config.json ({name} is {got.get(path)} in the checkpoint, {want.get(path)} in the '
             'model); use the config.json it was trained with')
-
-
-def _check_shapes(expected, restored, workdir: str, step: int) -> None:
-  want = jax.tree.map(lambda x: tuple(x.shape), expected)
-  got = jax.tree.map(lambda x: tuple(x.shape), restored)
-  if want != got:
-    raise UserError(f'the checkpoint of epoch {step} in {workdir} was made with a different model '
-                    'config than its config.json (parameter shapes differ); use the config.json '
-                    'it was trained with')
-
-
-def _mismatch(error: BaseException) -> str:
-  found = re.search(r'Requested shape: (\(.*?\)) is not compatible with the stored shape: (\(.*?\))',
-                    str(error))
-  if found:
-    return f'a parameter of shape {found.group(2)} in the checkpoint is {found.group(1)} in the model'
-  return 'the parameter trees differ'

@@ -29,13 +29,32 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
   return flat
 
 
+_MISSING = '<missing>'
+
+
+def config_differences(old: dict, new: dict, resumable: tuple) -> list[tuple[str, object, object]]:
+  """(dotted key, old value, new value) of every key of two JSON configs that differs, outside `resumable`.
+
+  A key present on one side only shows '<missing>' on the other.
+  """
+  old_flat, new_flat = _flatten(old), _flatten(new)
+  return [(k, old_flat.get(k, _MISSING), new_flat.get(k, _MISSING))
+          for k in sorted(set(old_flat) | set(new_flat))
+          if k not in resumable and old_flat.get(k, _MISSING) != new_flat.get(k, _MISSING)]
+
+
+def check_not_a_file(workdir: str, flag: str = '--workdir') -> None:
+  """UserError if `workdir` is an existing file rather than a folder."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f'{flag}={workdir} is an existing file; name a folder')
+
+
 def check(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Raises UserError, touching nothing, if `workdir` is a file or holds a run of a different config.
 
   Keys in RESUMABLE_KEYS may differ.
   """
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise UserError(f'--workdir={workdir} is an existing file; name a folder')
+  check_not_a_file(workdir)
   path = os.path.join(workdir, CONFIG_FILE)
   new = config_to_json(config)
   if os.path.exists(path):
@@ -44,12 +63,9 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> None:
         old = json.load(f)
     except (OSError, ValueError) as e:
       raise UserError(f'{path} is unreadable ({e}); move it away or use a new --workdir') from e
-    old_flat, new_flat = _flatten(old), _flatten(new)
-    diffs = [k for k in sorted(set(old_flat) | set(new_flat))
-             if k not in RESUMABLE_KEYS and old_flat.get(k, '<missing>') != new_flat.get(k, '<missing>')]
+    diffs = config_differences(old, new, RESUMABLE_KEYS)
     if diffs:
-      shown = ', '.join(f'{k}: {old_flat.get(k, "<missing>")!r} -> {new_flat.get(k, "<missing>")!r}'
-                        for k in diffs[:3]) + (' …' if len(diffs) > 3 else '')
+      shown = ', '.join(f'{k}: {a!r} -> {b!r}' for k, a, b in diffs[:3]) + (' …' if len(diffs) > 3 else '')
       raise UserError(f'--workdir={workdir} holds a run with a different config ({shown}); '
                       'use a new --workdir to start another run, or the same config to resume')
   elif os.path.isdir(workdir) and os.listdir(workdir):
