@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from frem_jax import cli
+from frem_jax import cpu_conv
 from frem_jax import steps
 from frem_jax import xla_setup
 from frem_jax.unet import UNetSE
@@ -38,6 +39,7 @@ flags.DEFINE_integer('in_channels', 1, 'Input channels.')
 flags.DEFINE_integer('num_selected', 162, 'FREM B.')
 flags.DEFINE_float('factor', 632.0, 'FREM X.')
 flags.DEFINE_enum('upconv_impl', 'matmul', ['matmul', 'xla'], 'Decoder up-convolution (model.upconv_impl).')
+flags.DEFINE_enum('conv_impl', 'auto', list(cpu_conv.IMPLS), '3x3 convolutions (model.conv_impl).')
 
 
 def conv_forward_flops(features, image_size, in_channels, num_classes) -> int:
@@ -75,9 +77,14 @@ def _summary(batch, times, flops_per_step, conv_flops_per_step, compile_s) -> di
 
 def run_benchmark(features, image_size, batch_sizes, infer_batch_sizes, num_steps, warmup,
                   num_classes=3, in_channels=1, num_selected=162, factor=632.0,
-                  upconv_impl='matmul') -> dict:
+                  upconv_impl='matmul', conv_impl='auto') -> dict:
   """Times the train step (FREM on) and the inference forward pass; returns the JSON-able results."""
-  model = UNetSE(num_classes=num_classes, features=tuple(features), upconv_impl=upconv_impl)
+  model = UNetSE(num_classes=num_classes, features=tuple(features), upconv_impl=upconv_impl,
+                 conv_impl=conv_impl)
+  # XLA's cost analysis does not see into the CPU kernels' custom calls: FLOPs are counted on
+  # the same step with XLA's convolutions (lowered only, not compiled).
+  counted = UNetSE(num_classes=num_classes, features=tuple(features), upconv_impl=upconv_impl,
+                   conv_impl='xla')
   shape = (image_size, image_size, in_channels)
   state0 = steps.create_train_state(model, jax.random.key(0, impl='rbg'), shape, 1e-3)
   num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state0.params)))
@@ -99,7 +106,8 @@ def run_benchmark(features, image_size, batch_sizes, infer_batch_sizes, num_step
     t0 = time.perf_counter()
     compiled = train_step.lower(state, batch, hp, key).compile()
     compile_s = time.perf_counter() - t0
-    flops = compiled.cost_analysis()['flops']
+    flops = train_step.lower(state.replace(apply_fn=counted.apply), batch, hp,
+                             key).cost_analysis()['flops']
     holder = [state]
 
     def step():
@@ -113,7 +121,7 @@ def run_benchmark(features, image_size, batch_sizes, infer_batch_sizes, num_step
     t0 = time.perf_counter()
     compiled = infer.lower(state0, x).compile()
     compile_s = time.perf_counter() - t0
-    flops = compiled.cost_analysis()['flops']
+    flops = infer.lower(state0.replace(apply_fn=counted.apply), x).cost_analysis()['flops']
     forward_xla_flops = flops / batch_size
     times = _time(lambda: compiled(state0, x), warmup, num_steps)
     result['infer'].append(_summary(batch_size, times, flops, conv_fwd * batch_size, compile_s))
@@ -123,6 +131,8 @@ def run_benchmark(features, image_size, batch_sizes, infer_batch_sizes, num_step
       'device_kind': jax.devices()[0].device_kind, 'num_devices': jax.device_count(),
       'xla_flags': xla_setup.current_flags(), 'features': list(features), 'image_size': image_size,
       'num_classes': num_classes, 'num_params': num_params, 'upconv_impl': upconv_impl,
+      'conv_impl': conv_impl, 'cpu_kernels_used': conv_impl != 'xla' and any(
+          cpu_conv.uses_kernel(conv_impl, f, jnp.float32) for f in features),
       'forward_gflop_per_image': forward_xla_flops / 1e9 if forward_xla_flops else None,
       'conv_forward_gflop_per_image': conv_fwd / 1e9,
       'warmup': warmup, 'steps': num_steps,
@@ -139,7 +149,7 @@ def main(argv):
   result = run_benchmark(
       [int(f) for f in FLAGS.features], FLAGS.image_size, [int(b) for b in FLAGS.batch_sizes],
       [int(b) for b in FLAGS.infer_batch_sizes], FLAGS.steps, FLAGS.warmup, FLAGS.num_classes,
-      FLAGS.in_channels, FLAGS.num_selected, FLAGS.factor, FLAGS.upconv_impl)
+      FLAGS.in_channels, FLAGS.num_selected, FLAGS.factor, FLAGS.upconv_impl, FLAGS.conv_impl)
   print(json.dumps(result))
 
 

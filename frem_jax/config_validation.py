@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from frem_jax import cpu_conv
 from frem_jax.errors import UserError
 
 DATASETS = ('synthetic_cells', 'drosophila_vnc', 'mouse_liver', 'cell_folder')
@@ -37,6 +38,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(config.learning_rate > 0, f'learning_rate={config.learning_rate} must be > 0')
   _require(config.model.upconv_impl in UPCONV_IMPLS,
            f'model.upconv_impl={config.model.upconv_impl!r} must be one of {UPCONV_IMPLS}')
+  _require(config.model.conv_impl in cpu_conv.IMPLS,
+           f'model.conv_impl={config.model.conv_impl!r} must be one of {cpu_conv.IMPLS}')
+  _require(config.model.conv_impl != 'cpu_kernel' or cpu_conv.available(),
+           "model.conv_impl='cpu_kernel' but the CPU kernels are not built in this install "
+           "(reinstall with a C++17 compiler); use 'auto' or 'xla'")
+  _require(config.model.conv_impl != 'cpu_kernel' or all(f % 16 == 0 for f in features),
+           f"model.conv_impl='cpu_kernel' needs model.features in multiples of 16, got {features}; "
+           "use 'auto' (XLA's convolutions for the other layers)")
   _require(config.model.norm in NORMS, f'model.norm={config.model.norm!r} must be one of {NORMS}')
   _require(_is_int(config.model.se_reduction) and config.model.se_reduction >= 1,
            f'model.se_reduction={config.model.se_reduction!r} must be an integer >= 1')

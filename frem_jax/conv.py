@@ -1,6 +1,10 @@
-"""The decoder's 2x2 stride-2 transposed convolution as one matrix product.
+"""Convolution layers with the same parameters as flax's, in the forms that are fast on our CPU.
 
-XLA:CPU lowers `nn.ConvTranspose` to a convolution of the zero-dilated input,
+`Conv3x3`: the stages' 3x3 convolutions, on this project's XLA:CPU kernels
+where they fit (frem_jax/cpu_conv.py), else XLA's.
+
+`UpConv2x2`: the decoder's 2x2 stride-2 transposed convolution as one matrix
+product. XLA:CPU lowers `nn.ConvTranspose` to a convolution of the zero-dilated input,
 which took about a third of the paper model's training step on our 2-core CPU
 (README, Performance). Each input pixel of a 2x2 stride-2 transposed
 convolution writes exactly one 2x2 output block, so the same result is a
@@ -10,6 +14,27 @@ matmul [N·H·W, C] x [C, 4·O] and a depth-to-space rearrangement.
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from frem_jax import cpu_conv
+
+
+class Conv3x3(nn.Module):
+  """3x3 SAME conv without bias; same parameters and outputs as `nn.Conv(features, (3, 3), use_bias=False)`.
+
+  Attributes:
+    features: output channels.
+    impl: 'auto', 'xla' or 'cpu_kernel' (`model.conv_impl`, see `cpu_conv.uses_kernel`).
+  """
+  features: int
+  impl: str = 'auto'
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features), jnp.float32)
+    if cpu_conv.uses_kernel(self.impl, self.features, x.dtype):
+      return cpu_conv.conv3x3(x, kernel)
+    return cpu_conv.xla_conv3x3(x, kernel)
 
 
 class UpConv2x2(nn.Module):

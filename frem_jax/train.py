@@ -58,7 +58,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
       se_reduction=m.se_reduction, supervision=config.supervision.enabled,
       norm_momentum=m.norm_momentum, norm_epsilon=m.norm_epsilon, renorm_r_max=m.renorm_r_max,
       renorm_d_max=m.renorm_d_max, renorm_warmup_steps=m.renorm_warmup_steps, axis_name=axis_name,
-      upconv_impl=m.upconv_impl)
+      upconv_impl=m.upconv_impl, conv_impl=m.get('conv_impl', 'auto'))  # runs saved before conv_impl existed
 
 
 @functools.lru_cache(maxsize=None)

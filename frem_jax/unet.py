@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from frem_jax.batch_renorm import BatchRenorm
+from frem_jax.conv import Conv3x3
 from frem_jax.conv import UpConv2x2
 from frem_jax.frem import FREM
 from frem_jax.se_block import SEBlock
@@ -25,16 +26,30 @@ class UNetOutput(NamedTuple):
   supervision_logits: Optional[jnp.ndarray] = None
 
 
+def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
+  """2x2 stride-2 max-pool of [N, H, W, C] (H, W even); the same values as `nn.max_pool`.
+
+  As a reshape and a max: the gradient of `nn.max_pool` (reduce_window) builds
+  four index arrays of the input's size, which cost about 0.25 s of the paper
+  model's training step on our CPU. Where a window holds equal maxima, this
+  gradient is shared among them instead of given to one; after ReLU those are
+  zeros, whose gradient ReLU stops either way.
+  """
+  n, h, w, c = x.shape
+  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
 class Stage(nn.Module):
   """Two (3x3 conv -> norm -> ReLU) followed by an SE block."""
   features: int
   norm: functools.partial
   se_reduction: int
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     for i in range(2):
-      x = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False, name=f'conv{i}')(x)
+      x = Conv3x3(self.features, self.conv_impl, name=f'conv{i}')(x)
       x = nn.relu(self.norm(use_running_average=not train, name=f'norm{i}')(x))
     return SEBlock(self.se_reduction, name='se')(x)
 
@@ -62,6 +77,9 @@ class UNetSE(nn.Module):
       (pmap); None under jit, where the batch axis is already global.
     upconv_impl: 'matmul' (`UpConv2x2`, fast on CPU) or 'xla' (`nn.ConvTranspose`);
       the same parameters and outputs (`model.upconv_impl`).
+    conv_impl: the 3x3 convolutions: 'auto' (this project's CPU kernels on the
+      CPU backend where they fit, else XLA's), 'xla' or 'cpu_kernel'; the same
+      parameters and outputs (`model.conv_impl`).
   """
   num_classes: int
   features: Sequence[int] = (32, 64, 128, 256, 512)
@@ -75,6 +93,7 @@ class UNetSE(nn.Module):
   renorm_warmup_steps: int = 5000
   axis_name: Optional[str] = None
   upconv_impl: str = 'matmul'
+  conv_impl: str = 'auto'
 
   def _upconv(self, features: int, name: str) -> nn.Module:
     if self.upconv_impl == 'matmul':
@@ -114,10 +133,10 @@ class UNetSE(nn.Module):
     skips = []
     x = images
     for i, width in enumerate(self.features[:-1]):
-      x = Stage(width, norm, self.se_reduction, name=f'encoder{i}')(x, train)
+      x = Stage(width, norm, self.se_reduction, self.conv_impl, name=f'encoder{i}')(x, train)
       skips.append(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    x = Stage(self.features[-1], norm, self.se_reduction, name='deepest')(x, train)
+      x = max_pool_2x2(x)
+    x = Stage(self.features[-1], norm, self.se_reduction, self.conv_impl, name='deepest')(x, train)
     self.sow('intermediates', 'deepest_features', x)
     deepest = x
     if enhancement is None:
@@ -130,7 +149,7 @@ class UNetSE(nn.Module):
       if i == len(skips) - 1:
         self.sow('intermediates', 'first_skip_features', skip)
       x = jnp.concatenate([x, skip], axis=-1)
-      x = Stage(width, norm, self.se_reduction, name=f'decoder{i}')(x, train)
+      x = Stage(width, norm, self.se_reduction, self.conv_impl, name=f'decoder{i}')(x, train)
     logits = nn.Conv(self.num_classes, (1, 1), name='head')(x)
 
     supervision_logits = None

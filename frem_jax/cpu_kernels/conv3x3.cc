@@ -1,0 +1,349 @@
+// 3x3 stride-1 SAME convolutions (NHWC activations, HWIO kernels, float32)
+// for XLA:CPU, called from JAX through the XLA FFI.
+//
+// Why: XLA:CPU's own convolution reaches 40-60 GFLOP/s on this project's
+// narrow layers (32 and 64 channels at 256² and 128²) against ~180 at 128+
+// channels; these direct kernels keep a block of output pixels x output
+// channels in vector registers (README, Performance).
+//
+// Targets (see frem_jax/cpu_conv.py):
+//   frem_conv3x3       y[n,h,w,o]  = sum_{i,j,c} x[n,h+i-1,w+j-1,c] k[i,j,c,o]
+//   frem_conv3x3_dw   dk[i,j,c,o]  = sum_{n,h,w} x[n,h+i-1,w+j-1,c] dy[n,h,w,o]
+// Out-of-image pixels read as zero. The input gradient is frem_conv3x3 of dy
+// with the kernel flipped and transposed. Output channels must be a multiple
+// of 16. Work is split into fixed chunks whose partial sums are added in a
+// fixed order, so results do not depend on thread timing.
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using Array4 = ffi::Buffer<ffi::F32, 4>;
+using Result4 = ffi::ResultBuffer<ffi::F32, 4>;
+
+constexpr int kLanes = 16;
+typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
+
+inline Vec Load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof(Vec));
+  return v;
+}
+inline void Store(float* p, Vec v) { std::memcpy(p, &v, sizeof(Vec)); }
+inline Vec Splat(float a) { return Vec{} + a; }
+
+// Runs body(chunk) for chunk in [0, num_chunks) on the caller and on the XLA
+// intra-op pool. The caller takes chunks too and only waits for chunks
+// already started, so it never waits on a pool thread that is itself busy.
+template <typename Body>
+void ParallelFor(ffi::ThreadPool& pool, int64_t num_chunks, const Body& body) {
+  struct State {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+    std::mutex mu;
+    std::condition_variable cv;
+  };
+  auto state = std::make_shared<State>();
+  const int64_t total = num_chunks;
+  auto work = [state, total, &body]() {
+    int64_t finished = 0;
+    for (int64_t c; (c = state->next.fetch_add(1)) < total;) {
+      body(c);
+      ++finished;
+    }
+    if (finished && state->done.fetch_add(finished) + finished == total) {
+      std::lock_guard<std::mutex> lock(state->mu);
+      state->cv.notify_all();
+    }
+  };
+  const int64_t helpers = std::min<int64_t>(pool.num_threads(), total) - 1;
+  // A helper that starts after all chunks are taken does nothing; `body` is
+  // only touched while chunks remain, i.e. before the caller returns.
+  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([work]() { work(); });
+  work();
+  std::unique_lock<std::mutex> lock(state->mu);
+  state->cv.wait(lock, [&] { return state->done.load() == total; });
+}
+
+struct Shape {
+  int64_t n, h, w, ci, co;
+};
+
+// Copies input rows r-1 .. r+count of image n into rows[count+2][w+2][ci],
+// zero padded at the borders.
+void PaddedRows(const float* x, const Shape& s, int64_t n, int64_t r,
+                int64_t count, float* rows) {
+  const int64_t row_len = (s.w + 2) * s.ci;
+  for (int64_t i = 0; i < count + 2; ++i) {
+    float* dst = rows + i * row_len;
+    const int64_t src_row = r + i - 1;
+    if (src_row < 0 || src_row >= s.h) {
+      std::memset(dst, 0, row_len * sizeof(float));
+      continue;
+    }
+    std::memset(dst, 0, s.ci * sizeof(float));
+    std::memcpy(dst + s.ci, x + ((n * s.h + src_row) * s.w) * s.ci,
+                s.w * s.ci * sizeof(float));
+    std::memset(dst + (s.w + 1) * s.ci, 0, s.ci * sizeof(float));
+  }
+}
+
+// PW output pixels x CV*16 output channels, all 9 taps and input channels.
+template <int PW, int CV>
+inline void ForwardTile(const float* rows, const float* k, const Shape& s,
+                        int64_t w0, int64_t o0, float* y_row) {
+  Vec acc[PW][CV];
+  for (int p = 0; p < PW; ++p)
+    for (int v = 0; v < CV; ++v) acc[p][v] = Vec{};
+  const int64_t row_len = (s.w + 2) * s.ci;
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) {
+      const float* xin = rows + i * row_len + (w0 + j) * s.ci;
+      const float* kin = k + ((i * 3 + j) * s.ci) * s.co + o0;
+      for (int64_t c = 0; c < s.ci; ++c) {
+        Vec kv[CV];
+        for (int v = 0; v < CV; ++v) kv[v] = Load(kin + c * s.co + v * kLanes);
+        for (int p = 0; p < PW; ++p) {
+          const Vec a = Splat(xin[p * s.ci + c]);
+          for (int v = 0; v < CV; ++v) acc[p][v] += a * kv[v];
+        }
+      }
+    }
+  }
+  for (int p = 0; p < PW; ++p)
+    for (int v = 0; v < CV; ++v)
+      Store(y_row + (w0 + p) * s.co + o0 + v * kLanes, acc[p][v]);
+}
+
+template <int CV, int PW>
+void ForwardRemainder(int pw, const float* rows, const float* k, const Shape& s,
+                      int64_t w0, int64_t o0, float* y_row) {
+  if constexpr (PW > 0) {
+    if (pw == PW) return ForwardTile<PW, CV>(rows, k, s, w0, o0, y_row);
+    ForwardRemainder<CV, PW - 1>(pw, rows, k, s, w0, o0, y_row);
+  }
+}
+
+template <int CV>
+void ForwardRow(const float* rows, const float* k, const Shape& s,
+                float* y_row) {
+  constexpr int PW = 24 / CV;  // 24 accumulators of 32 vector registers
+  for (int64_t o0 = 0; o0 < s.co; o0 += CV * kLanes) {
+    int64_t w0 = 0;
+    for (; w0 + PW <= s.w; w0 += PW)
+      ForwardTile<PW, CV>(rows, k, s, w0, o0, y_row);
+    if (w0 < s.w)
+      ForwardRemainder<CV, PW - 1>(static_cast<int>(s.w - w0), rows, k, s, w0,
+                                   o0, y_row);
+  }
+}
+
+// dk[i,j,c0:c0+CB, o0:o0+CV*16] += sum_{g,w} rows[g+i][w+j][c] dy[g][w][o]
+// over a group of `count` output rows.
+template <int CB, int CV>
+inline void WeightGradTile(const float* rows, const float* dy, int64_t count,
+                           const Shape& s, int i, int j, int64_t c0, int64_t o0,
+                           float* dk) {
+  Vec acc[CB][CV];
+  float* out = dk + ((i * 3 + j) * s.ci + c0) * s.co + o0;
+  for (int c = 0; c < CB; ++c)
+    for (int v = 0; v < CV; ++v) acc[c][v] = Load(out + c * s.co + v * kLanes);
+  const int64_t row_len = (s.w + 2) * s.ci;
+  for (int64_t g = 0; g < count; ++g) {
+    const float* xin = rows + (g + i) * row_len + j * s.ci + c0;
+    const float* dy_row = dy + g * s.w * s.co + o0;
+    for (int64_t w = 0; w < s.w; ++w) {
+      Vec d[CV];
+      for (int v = 0; v < CV; ++v) d[v] = Load(dy_row + w * s.co + v * kLanes);
+      for (int c = 0; c < CB; ++c) {
+        const Vec a = Splat(xin[w * s.ci + c]);
+        for (int v = 0; v < CV; ++v) acc[c][v] += a * d[v];
+      }
+    }
+  }
+  for (int c = 0; c < CB; ++c)
+    for (int v = 0; v < CV; ++v) Store(out + c * s.co + v * kLanes, acc[c][v]);
+}
+
+template <int CV, int CB>
+void WeightGradRemainder(int cb, const float* rows, const float* dy,
+                         int64_t count, const Shape& s, int i, int j,
+                         int64_t c0, int64_t o0, float* dk) {
+  if constexpr (CB > 0) {
+    if (cb == CB)
+      return WeightGradTile<CB, CV>(rows, dy, count, s, i, j, c0, o0, dk);
+    WeightGradRemainder<CV, CB - 1>(cb, rows, dy, count, s, i, j, c0, o0, dk);
+  }
+}
+
+template <int CV>
+void WeightGradRows(const float* rows, const float* dy, int64_t count,
+                    const Shape& s, float* dk) {
+  constexpr int CB = 24 / CV;
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int64_t o0 = 0; o0 < s.co; o0 += CV * kLanes) {
+        int64_t c0 = 0;
+        for (; c0 + CB <= s.ci; c0 += CB)
+          WeightGradTile<CB, CV>(rows, dy, count, s, i, j, c0, o0, dk);
+        if (c0 < s.ci)
+          WeightGradRemainder<CV, CB - 1>(static_cast<int>(s.ci - c0), rows,
+                                          dy, count, s, i, j, c0, o0, dk);
+      }
+}
+
+// dk[i,j,:,o0:o0+CV*16] over all images, from the padded images xpad.
+template <int CV>
+void WeightGradBlock(const float* xpad, const float* dy, const Shape& s, int i,
+                     int j, int64_t o0, float* dk) {
+  constexpr int CB = 24 / CV;
+  const int64_t image_len = (s.h + 2) * (s.w + 2) * s.ci;
+  for (int64_t c0 = 0; c0 < s.ci; c0 += CB) {
+    const int cb = static_cast<int>(std::min<int64_t>(CB, s.ci - c0));
+    for (int64_t n = 0; n < s.n; ++n) {
+      const float* rows = xpad + n * image_len;
+      const float* dy_image = dy + n * s.h * s.w * s.co;
+      if (cb == CB)
+        WeightGradTile<CB, CV>(rows, dy_image, s.h, s, i, j, c0, o0, dk);
+      else
+        WeightGradRemainder<CV, CB - 1>(cb, rows, dy_image, s.h, s, i, j, c0,
+                                        o0, dk);
+    }
+  }
+}
+
+int VectorsPerBlock(int64_t co) {
+  if (co % (4 * kLanes) == 0) return 4;
+  if (co % (2 * kLanes) == 0) return 2;
+  return 1;
+}
+
+ffi::Error CheckShapes(const Shape& s, const char* what) {
+  if (s.co % kLanes != 0)
+    return ffi::Error::InvalidArgument(std::string(what) +
+                                       ": output channels must be a multiple "
+                                       "of 16, got " + std::to_string(s.co));
+  return ffi::Error::Success();
+}
+
+ffi::Error Conv3x3(ffi::ThreadPool pool, Array4 x,
+                   Array4 k,
+                   Result4 y) {
+  const auto xd = x.dimensions();
+  const auto kd = k.dimensions();
+  const Shape s{xd[0], xd[1], xd[2], xd[3], kd[3]};
+  if (kd[0] != 3 || kd[1] != 3 || kd[2] != s.ci)
+    return ffi::Error::InvalidArgument("frem_conv3x3: kernel must be 3x3xCixCo");
+  if (auto e = CheckShapes(s, "frem_conv3x3"); e.failure()) return e;
+  const float* xp = x.typed_data();
+  const float* kp = k.typed_data();
+  float* yp = y->typed_data();
+  const int cv = VectorsPerBlock(s.co);
+  ParallelFor(pool, s.n * s.h, [&](int64_t row) {
+    thread_local std::vector<float> rows;
+    rows.resize(3 * (s.w + 2) * s.ci);
+    const int64_t n = row / s.h, r = row % s.h;
+    PaddedRows(xp, s, n, r, 1, rows.data());
+    float* y_row = yp + row * s.w * s.co;
+    if (cv == 4) ForwardRow<4>(rows.data(), kp, s, y_row);
+    else if (cv == 2) ForwardRow<2>(rows.data(), kp, s, y_row);
+    else ForwardRow<1>(rows.data(), kp, s, y_row);
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
+                             Array4 dy,
+                             Result4 dk) {
+  const auto xd = x.dimensions();
+  const auto gd = dy.dimensions();
+  const Shape s{xd[0], xd[1], xd[2], xd[3], gd[3]};
+  if (gd[0] != s.n || gd[1] != s.h || gd[2] != s.w)
+    return ffi::Error::InvalidArgument(
+        "frem_conv3x3_dw: x and dy must have the same N, H, W");
+  if (auto e = CheckShapes(s, "frem_conv3x3_dw"); e.failure()) return e;
+  const float* xp = x.typed_data();
+  const float* gp = dy.typed_data();
+  float* out = dk->typed_data();
+  const int64_t rows_total = s.n * s.h;
+  const int64_t k_size = 9 * s.ci * s.co;
+  const int cv = VectorsPerBlock(s.co);
+  // Measured on the U-Net's layers (README, Performance): per-block tasks win
+  // once dk is large against the pixels' data.
+  if (k_size * 16 > rows_total * s.w * (s.ci + s.co)) {
+    // Large kernels, few pixels: each task owns a block of dk and sums over
+    // all pixels, from a padded copy of x.
+    const int64_t image_len = (s.h + 2) * (s.w + 2) * s.ci;
+    std::vector<float> xpad(s.n * image_len);
+    for (int64_t n = 0; n < s.n; ++n)
+      PaddedRows(xp, s, n, 0, s.h, xpad.data() + n * image_len);
+    std::memset(out, 0, k_size * sizeof(float));
+    const int64_t blocks = s.co / (cv * kLanes);
+    ParallelFor(pool, 9 * blocks, [&](int64_t task) {
+      const int tap = static_cast<int>(task / blocks);
+      const int64_t o0 = (task % blocks) * cv * kLanes;
+      if (cv == 4) WeightGradBlock<4>(xpad.data(), gp, s, tap / 3, tap % 3, o0, out);
+      else if (cv == 2) WeightGradBlock<2>(xpad.data(), gp, s, tap / 3, tap % 3, o0, out);
+      else WeightGradBlock<1>(xpad.data(), gp, s, tap / 3, tap % 3, o0, out);
+    });
+    return ffi::Error::Success();
+  }
+  // Many pixels: each chunk of rows sums into its own copy of dk.
+  // Rows are taken in groups of about 256 KB of x and dy, so that each
+  // register block of dk sums over many pixels before it is stored.
+  const int64_t group = std::max<int64_t>(
+      1, (256 << 10) / (s.w * (s.ci + s.co) * int64_t{sizeof(float)}));
+  // A fixed number of chunks (a function of the shapes, not of the pool)
+  // keeps the summation order, hence the result, independent of threads.
+  const int64_t chunks = std::clamp<int64_t>(rows_total / (2 * group), 1, 16);
+  std::vector<float> partial(chunks * k_size, 0.0f);
+  ParallelFor(pool, chunks, [&](int64_t chunk) {
+    std::vector<float> rows((group + 2) * (s.w + 2) * s.ci);
+    float* acc = partial.data() + chunk * k_size;
+    const int64_t end = rows_total * (chunk + 1) / chunks;
+    for (int64_t row = rows_total * chunk / chunks; row < end;) {
+      const int64_t n = row / s.h, r = row % s.h;
+      const int64_t count = std::min({group, end - row, s.h - r});
+      PaddedRows(xp, s, n, r, count, rows.data());
+      const float* dy_rows = gp + row * s.w * s.co;
+      if (cv == 4) WeightGradRows<4>(rows.data(), dy_rows, count, s, acc);
+      else if (cv == 2) WeightGradRows<2>(rows.data(), dy_rows, count, s, acc);
+      else WeightGradRows<1>(rows.data(), dy_rows, count, s, acc);
+      row += count;
+    }
+  });
+  std::memcpy(out, partial.data(), k_size * sizeof(float));
+  for (int64_t c = 1; c < chunks; ++c) {
+    const float* p = partial.data() + c * k_size;
+    for (int64_t i = 0; i < k_size; ++i) out[i] += p[i];
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3, Conv3x3,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<Array4>()
+                                  .Arg<Array4>()
+                                  .Ret<Array4>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3WeightGrad, Conv3x3WeightGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<Array4>()
+                                  .Arg<Array4>()
+                                  .Ret<Array4>());

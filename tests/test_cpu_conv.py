@@ -1,0 +1,100 @@
+"""The XLA:CPU 3x3 convolution kernels equal XLA's convolution, forward and both gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from frem_jax import cpu_conv
+from frem_jax.conv import Conv3x3
+from frem_jax.unet import max_pool_2x2
+
+import flax.linen as nn
+
+
+def test_kernels_are_built_in_this_install():
+  # setup.py builds them as optional; a silent build failure must not pass CI.
+  assert cpu_conv.available()
+
+
+# (N, H, W, C_in, C_out): every register-block width (16, 32, 64 channels), widths that leave
+# a remainder of pixels, input channels that are not a multiple of the channel block (and
+# C_in=1, the first layer), and both weight-gradient strategies (many pixels, few channels:
+# row chunks; few pixels, many channels: per-block tasks).
+SHAPES = [
+    (2, 9, 13, 1, 16),
+    (2, 17, 30, 32, 32),
+    (1, 8, 8, 64, 64),
+    (1, 5, 7, 20, 48),
+    (3, 12, 27, 7, 80),
+    (2, 4, 4, 128, 128),
+    (1, 40, 33, 16, 16),
+]
+
+
+def _relative_error(a, b):
+  return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+
+
+@pytest.mark.parametrize('shape', SHAPES)
+def test_forward_and_gradients_equal_xla(shape):
+  n, h, w, ci, co = shape
+  kx, kk, kg = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (n, h, w, ci))
+  kernel = jax.random.normal(kk, (3, 3, ci, co))
+  dy = jax.random.normal(kg, (n, h, w, co))
+  y, vjp = jax.vjp(cpu_conv.conv3x3, x, kernel)
+  y_ref, vjp_ref = jax.vjp(
+      lambda a, b: jax.lax.conv_general_dilated(
+          a, b, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+          precision=jax.lax.Precision.HIGHEST), x, kernel)
+  assert _relative_error(y, y_ref) < 1e-5
+  for got, want in zip(vjp(dy), vjp_ref(dy)):
+    assert got.shape == want.shape
+    assert _relative_error(got, want) < 1e-5
+
+
+def test_results_do_not_depend_on_thread_timing():
+  kx, kg = jax.random.split(jax.random.key(1))
+  x = jax.random.normal(kx, (4, 64, 64, 32))
+  dy = jax.random.normal(kg, (4, 64, 64, 32))
+  grad = jax.jit(lambda a, g: jax.vjp(cpu_conv.conv3x3, a, jnp.ones((3, 3, 32, 32)))[1](g))
+  first = jax.device_get(grad(x, dy))
+  for _ in range(3):
+    again = jax.device_get(grad(x, dy))
+    for a, b in zip(first, again):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_layer_choice():
+  assert not cpu_conv.uses_kernel('xla', 32, jnp.float32)
+  assert cpu_conv.uses_kernel('auto', 32, jnp.float32)  # the CPU backend, kernels built
+  assert not cpu_conv.uses_kernel('auto', 8, jnp.float32)  # not a multiple of 16
+  assert not cpu_conv.uses_kernel('auto', 32, jnp.bfloat16)
+  with pytest.raises(ValueError, match=r"model.conv_impl='cpu_kernel' needs float32 and a multiple "
+                                       r"of 16 channels, got 8 channels of float32"):
+    cpu_conv.uses_kernel('cpu_kernel', 8, jnp.float32)
+  with pytest.raises(ValueError, match=r"model.conv_impl must be one of \('auto', 'xla', "
+                                       r"'cpu_kernel'\), got 'fast'"):
+    cpu_conv.uses_kernel('fast', 32, jnp.float32)
+
+
+def test_conv3x3_module_matches_flax_conv():
+  x = jax.random.normal(jax.random.key(2), (2, 16, 16, 3))
+  reference = nn.Conv(32, (3, 3), padding='SAME', use_bias=False)
+  params = reference.init(jax.random.key(3), x)
+  for impl in ('auto', 'xla'):
+    ours = Conv3x3(32, impl)
+    ours_params = ours.init(jax.random.key(3), x)
+    # Same parameter tree and initial values (checkpoints of either load in the other).
+    np.testing.assert_array_equal(ours_params['params']['kernel'], params['params']['kernel'])
+    assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
+
+
+def test_max_pool_matches_flax_max_pool_and_its_gradient():
+  x = jax.random.normal(jax.random.key(4), (2, 8, 12, 5))
+  g = jax.random.normal(jax.random.key(5), (2, 4, 6, 5))
+  y, vjp = jax.vjp(max_pool_2x2, x)
+  y_ref, vjp_ref = jax.vjp(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2)), x)
+  np.testing.assert_array_equal(y, y_ref)
+  np.testing.assert_array_equal(vjp(g)[0], vjp_ref(g)[0])
