@@ -7,6 +7,8 @@ import sys
 
 from absl import flags
 
+from frem_jax import host_memory
+
 
 def _one_line(error: BaseException) -> str:
   if isinstance(error, SyntaxError):
@@ -91,8 +93,9 @@ def user_errors_exit():
 
 
 def begin(argv: list[str]) -> None:
-  """What every entry point does first: refuse stray arguments, quiet the libraries' logs."""
+  """What every entry point does first: refuse stray arguments, tune malloc, quiet the libraries' logs."""
   if len(argv) > 1:
     from absl import app  # pylint: disable=g-import-not-at-top
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  host_memory.keep_freed_memory()
   quiet_library_logs()

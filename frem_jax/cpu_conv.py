@@ -16,6 +16,7 @@ import jax.numpy as jnp
 IMPLS = ('auto', 'xla', 'cpu_kernel')
 _LIBRARY = 'frem_jax.cpu_kernels._conv3x3'
 _FORWARD = 'frem_conv3x3'
+_INPUT_GRAD = 'frem_conv3x3_dx'
 _WEIGHT_GRAD = 'frem_conv3x3_dw'
 _LANES = 16  # the kernels' vector width: output channels must be a multiple of it
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
@@ -29,6 +30,8 @@ def available() -> bool:
     return False
   library = ctypes.CDLL(spec.origin)
   jax.ffi.register_ffi_target(_FORWARD, jax.ffi.pycapsule(library.FremConv3x3), platform='cpu')
+  jax.ffi.register_ffi_target(
+      _INPUT_GRAD, jax.ffi.pycapsule(library.FremConv3x3InputGrad), platform='cpu')
   jax.ffi.register_ffi_target(
       _WEIGHT_GRAD, jax.ffi.pycapsule(library.FremConv3x3WeightGrad), platform='cpu')
   return True
@@ -68,6 +71,12 @@ def _forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jax.ffi.ffi_call(_FORWARD, out)(x, kernel)
 
 
+def _input_grad(dy: jax.Array, kernel: jax.Array) -> jax.Array:
+  n, h, w, _ = dy.shape
+  out = jax.ShapeDtypeStruct((n, h, w, kernel.shape[2]), jnp.float32)
+  return jax.ffi.ffi_call(_INPUT_GRAD, out)(dy, kernel)
+
+
 def _weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   out = jax.ShapeDtypeStruct((3, 3, x.shape[3], dy.shape[3]), jnp.float32)
   return jax.ffi.ffi_call(_WEIGHT_GRAD, out)(x, dy)
@@ -85,12 +94,11 @@ def _conv3x3_fwd(x, kernel):
 
 def _conv3x3_bwd(residuals, dy):
   x, kernel = residuals
-  # The input gradient is the convolution of dy with the flipped, transposed kernel.
-  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
   if x.shape[3] % _LANES == 0:
-    dx = _forward(dy, flipped)
+    dx = _input_grad(dy, kernel)
   else:  # e.g. the first layer's 1 or 3 input channels (and usually unused)
-    dx = xla_conv3x3(dy, flipped)
+    # The input gradient is the convolution of dy with the flipped, transposed kernel.
+    dx = xla_conv3x3(dy, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
   return dx, _weight_grad(x, dy)
 
 

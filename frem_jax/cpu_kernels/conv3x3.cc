@@ -8,10 +8,10 @@
 //
 // Targets (see frem_jax/cpu_conv.py):
 //   frem_conv3x3       y[n,h,w,o]  = sum_{i,j,c} x[n,h+i-1,w+j-1,c] k[i,j,c,o]
+//   frem_conv3x3_dx   dx[n,h,w,c]  = sum_{i,j,o} dy[n,h-i+1,w-j+1,o] k[i,j,c,o]
 //   frem_conv3x3_dw   dk[i,j,c,o]  = sum_{n,h,w} x[n,h+i-1,w+j-1,c] dy[n,h,w,o]
-// Out-of-image pixels read as zero. The input gradient is frem_conv3x3 of dy
-// with the kernel flipped and transposed. Output channels must be a multiple
-// of 16. Work is split into fixed chunks whose partial sums are added in a
+// Out-of-image pixels read as zero. The channels written (o, c, o) must be a
+// multiple of 16. Work is split into fixed chunks whose partial sums are added in a
 // fixed order, so results do not depend on thread timing.
 
 #include <algorithm>
@@ -238,18 +238,9 @@ ffi::Error CheckShapes(const Shape& s, const char* what) {
   return ffi::Error::Success();
 }
 
-ffi::Error Conv3x3(ffi::ThreadPool pool, Array4 x,
-                   Array4 k,
-                   Result4 y) {
-  const auto xd = x.dimensions();
-  const auto kd = k.dimensions();
-  const Shape s{xd[0], xd[1], xd[2], xd[3], kd[3]};
-  if (kd[0] != 3 || kd[1] != 3 || kd[2] != s.ci)
-    return ffi::Error::InvalidArgument("frem_conv3x3: kernel must be 3x3xCixCo");
-  if (auto e = CheckShapes(s, "frem_conv3x3"); e.failure()) return e;
-  const float* xp = x.typed_data();
-  const float* kp = k.typed_data();
-  float* yp = y->typed_data();
+// y = conv(x, k) for a [3, 3, s.ci, s.co] kernel k.
+void Forward(ffi::ThreadPool& pool, const float* xp, const float* kp,
+             const Shape& s, float* yp) {
   const int cv = VectorsPerBlock(s.co);
   ParallelFor(pool, s.n * s.h, [&](int64_t row) {
     thread_local std::vector<float> rows;
@@ -261,6 +252,38 @@ ffi::Error Conv3x3(ffi::ThreadPool pool, Array4 x,
     else if (cv == 2) ForwardRow<2>(rows.data(), kp, s, y_row);
     else ForwardRow<1>(rows.data(), kp, s, y_row);
   });
+}
+
+ffi::Error Conv3x3(ffi::ThreadPool pool, Array4 x, Array4 k, Result4 y) {
+  const auto xd = x.dimensions();
+  const auto kd = k.dimensions();
+  const Shape s{xd[0], xd[1], xd[2], xd[3], kd[3]};
+  if (kd[0] != 3 || kd[1] != 3 || kd[2] != s.ci)
+    return ffi::Error::InvalidArgument("frem_conv3x3: kernel must be 3x3xCixCo");
+  if (auto e = CheckShapes(s, "frem_conv3x3"); e.failure()) return e;
+  Forward(pool, x.typed_data(), k.typed_data(), s, y->typed_data());
+  return ffi::Error::Success();
+}
+
+// dx = conv(dy, k flipped in space, input and output channels swapped).
+ffi::Error Conv3x3InputGrad(ffi::ThreadPool pool, Array4 dy, Array4 k,
+                            Result4 dx) {
+  const auto gd = dy.dimensions();
+  const auto kd = k.dimensions();
+  const int64_t ci = kd[2], co = kd[3];
+  if (kd[0] != 3 || kd[1] != 3 || gd[3] != co)
+    return ffi::Error::InvalidArgument("frem_conv3x3_dx: kernel must be 3x3xCixCo");
+  const Shape s{gd[0], gd[1], gd[2], co, ci};
+  if (auto e = CheckShapes(s, "frem_conv3x3_dx"); e.failure()) return e;
+  const float* kp = k.typed_data();
+  std::vector<float> flipped(9 * ci * co);
+  for (int t = 0; t < 9; ++t) {
+    const float* src = kp + (8 - t) * ci * co;
+    float* dst = flipped.data() + t * ci * co;
+    for (int64_t c = 0; c < ci; ++c)
+      for (int64_t o = 0; o < co; ++o) dst[o * ci + c] = src[c * co + o];
+  }
+  Forward(pool, dy.typed_data(), flipped.data(), s, dx->typed_data());
   return ffi::Error::Success();
 }
 
@@ -335,6 +358,13 @@ ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3, Conv3x3,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<Array4>()
+                                  .Arg<Array4>()
+                                  .Ret<Array4>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3InputGrad, Conv3x3InputGrad,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<Array4>()
