@@ -3,9 +3,10 @@
 `Conv3x3`: the stages' 3x3 convolutions, on this project's XLA:CPU kernels
 where they fit (frem_jax/cpu_conv.py), else XLA's.
 
-`UpConv2x2`: the decoder's 2x2 stride-2 transposed convolution as one matrix
-product. XLA:CPU lowers `nn.ConvTranspose` to a convolution of the zero-dilated input,
-which took about a third of the paper model's training step on our 2-core CPU
+`UpConv2x2`: the decoder's 2x2 stride-2 transposed convolution, on this
+project's XLA:CPU kernel where it fits, else as one matrix product. XLA:CPU
+lowers `nn.ConvTranspose` to a convolution of the zero-dilated input, which
+took about a third of the paper model's training step on our 2-core CPU
 (README, Performance). Each input pixel of a 2x2 stride-2 transposed
 convolution writes exactly one 2x2 output block, so the same result is a
 matmul [N·H·W, C] x [C, 4·O] and a depth-to-space rearrangement.
@@ -38,8 +39,15 @@ class Conv3x3(nn.Module):
 
 
 class UpConv2x2(nn.Module):
-  """2x2 stride-2 transposed conv with bias; same parameters and outputs as `nn.ConvTranspose(features, (2, 2), strides=(2, 2))`."""
+  """2x2 stride-2 transposed conv with bias; same parameters and outputs as `nn.ConvTranspose(features, (2, 2), strides=(2, 2))`.
+
+  Attributes:
+    features: output channels.
+    impl: 'auto', 'xla' or 'cpu_kernel' (`model.conv_impl`): the CPU kernel,
+      or one matrix product and a depth-to-space rearrangement.
+  """
   features: int
+  impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -47,6 +55,8 @@ class UpConv2x2(nn.Module):
     o = self.features
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (2, 2, c, o), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (o,), jnp.float32)
+    if cpu_conv.uses_kernel(self.impl, o, x.dtype):
+      return cpu_conv.upconv2x2(x, kernel) + bias
     # nn.ConvTranspose (SAME padding, transpose_kernel=False) gives output offset (a, b) of each
     # 2x2 block the tap kernel[1 - a, 1 - b].
     k2d = jnp.flip(kernel, (0, 1)).transpose(2, 0, 1, 3).reshape(c, 4 * o)

@@ -1,9 +1,12 @@
-"""3x3 SAME convolutions through this project's XLA:CPU kernels (frem_jax/cpu_kernels/conv3x3.cc).
+"""The U-Net's convolutions through this project's XLA:CPU kernels (frem_jax/cpu_kernels).
 
-XLA:CPU's own convolution is slow on the U-Net's narrow high-resolution layers
-(32 and 64 channels at 256² and 128²; README, Performance). The kernels are
-called through the XLA FFI inside the jitted step; on GPU and TPU, or where the
-kernels were not built, the model uses `lax.conv_general_dilated`.
+`conv3x3`: 3x3 SAME convolutions. XLA:CPU's own convolution is slow on the
+U-Net's narrow high-resolution layers (32 and 64 channels at 256² and 128²).
+`upconv2x2`: the decoder's 2x2 stride-2 transposed convolution, whose
+gradient XLA computes through large transposes (README, Performance).
+
+The kernels are called through the XLA FFI inside the jitted step; on GPU and
+TPU, or where the kernels were not built, the model uses XLA's operations.
 """
 
 import ctypes
@@ -14,10 +17,13 @@ import jax
 import jax.numpy as jnp
 
 IMPLS = ('auto', 'xla', 'cpu_kernel')
-_LIBRARY = 'frem_jax.cpu_kernels._conv3x3'
+_LIBRARY = 'frem_jax.cpu_kernels._kernels'
 _FORWARD = 'frem_conv3x3'
 _INPUT_GRAD = 'frem_conv3x3_dx'
 _WEIGHT_GRAD = 'frem_conv3x3_dw'
+_UP = 'frem_upconv2x2'
+_UP_INPUT_GRAD = 'frem_upconv2x2_dx'
+_UP_KERNEL_GRAD = 'frem_upconv2x2_dk'
 _LANES = 16  # the kernels' vector width: output channels must be a multiple of it
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -34,6 +40,11 @@ def available() -> bool:
       _INPUT_GRAD, jax.ffi.pycapsule(library.FremConv3x3InputGrad), platform='cpu')
   jax.ffi.register_ffi_target(
       _WEIGHT_GRAD, jax.ffi.pycapsule(library.FremConv3x3WeightGrad), platform='cpu')
+  jax.ffi.register_ffi_target(_UP, jax.ffi.pycapsule(library.FremUpConv2x2), platform='cpu')
+  jax.ffi.register_ffi_target(
+      _UP_INPUT_GRAD, jax.ffi.pycapsule(library.FremUpConv2x2InputGrad), platform='cpu')
+  jax.ffi.register_ffi_target(
+      _UP_KERNEL_GRAD, jax.ffi.pycapsule(library.FremUpConv2x2KernelGrad), platform='cpu')
   return True
 
 
@@ -103,3 +114,40 @@ def _conv3x3_bwd(residuals, dy):
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+def _call(target: str, shape: tuple, *args: jax.Array) -> jax.Array:
+  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32))(*args)
+
+
+@jax.custom_vjp
+def upconv2x2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """2x2 stride-2 transposed conv of x [N, H, W, C] -> [N, 2H, 2W, O], no bias, on the CPU kernels.
+
+  `kernel` [2, 2, C, O] is laid out as `nn.ConvTranspose`'s (SAME padding):
+  output offset (a, b) of each 2x2 block takes the tap kernel[1 - a, 1 - b].
+  Needs float32 and O a multiple of 16.
+  """
+  n, h, w, _ = x.shape
+  return _call(_UP, (n, 2 * h, 2 * w, kernel.shape[3]), x, jnp.flip(kernel, (0, 1)))
+
+
+def _upconv2x2_fwd(x, kernel):
+  return upconv2x2(x, kernel), (x, kernel)
+
+
+def _upconv2x2_bwd(residuals, dy):
+  x, kernel = residuals
+  n, h, w, c = x.shape
+  by_offset = jnp.flip(kernel, (0, 1))
+  if c % _LANES == 0:
+    dx = _call(_UP_INPUT_GRAD, x.shape, dy, by_offset)
+  else:
+    blocks = dy.reshape(n, h, 2, w, 2, -1)
+    dx = jnp.einsum('nhawbo,abco->nhwc', blocks, by_offset,
+                    precision=jax.lax.Precision.HIGHEST)
+  dk = _call(_UP_KERNEL_GRAD, kernel.shape, x, dy)
+  return dx, jnp.flip(dk, (0, 1))
+
+
+upconv2x2.defvjp(_upconv2x2_fwd, _upconv2x2_bwd)

@@ -77,9 +77,9 @@ class UNetSE(nn.Module):
       (pmap); None under jit, where the batch axis is already global.
     upconv_impl: 'matmul' (`UpConv2x2`, fast on CPU) or 'xla' (`nn.ConvTranspose`);
       the same parameters and outputs (`model.upconv_impl`).
-    conv_impl: the 3x3 convolutions: 'auto' (this project's CPU kernels on the
-      CPU backend where they fit, else XLA's), 'xla' or 'cpu_kernel'; the same
-      parameters and outputs (`model.conv_impl`).
+    conv_impl: the 3x3 convolutions and the 'matmul' up-convolutions: 'auto'
+      (this project's CPU kernels on the CPU backend where they fit, else XLA's),
+      'xla' or 'cpu_kernel'; the same parameters and outputs (`model.conv_impl`).
   """
   num_classes: int
   features: Sequence[int] = (32, 64, 128, 256, 512)
@@ -97,7 +97,7 @@ class UNetSE(nn.Module):
 
   def _upconv(self, features: int, name: str) -> nn.Module:
     if self.upconv_impl == 'matmul':
-      return UpConv2x2(features, name=name)
+      return UpConv2x2(features, self.conv_impl, name=name)
     if self.upconv_impl == 'xla':
       return nn.ConvTranspose(features, (2, 2), strides=(2, 2), name=name)
     raise ValueError(f"model.upconv_impl must be 'matmul' or 'xla', got {self.upconv_impl!r}")
