@@ -7,6 +7,7 @@ import pytest
 
 from frem_jax import cpu_conv
 from frem_jax.conv import Conv3x3
+from frem_jax.conv import UpConv2x2
 from frem_jax.unet import max_pool_2x2
 
 import flax.linen as nn
@@ -54,14 +55,57 @@ def test_forward_and_gradients_equal_xla(shape):
     assert _relative_error(got, want) < 1e-5
 
 
+# (N, H, W, C_in, C_out): register-block widths, pixel and channel remainders, C_in not a
+# multiple of 16 (input gradient by XLA), the deepest up-convolution's 512 -> 256.
+UP_SHAPES = [
+    (2, 3, 5, 64, 32),
+    (1, 4, 30, 16, 16),
+    (2, 2, 3, 5, 48),
+    (1, 8, 8, 512, 256),
+    (3, 5, 13, 80, 64),
+]
+
+
+@pytest.mark.parametrize('shape', UP_SHAPES)
+def test_upconv_forward_and_gradients_equal_conv_transpose(shape):
+  n, h, w, ci, co = shape
+  kx, kk, kg = jax.random.split(jax.random.key(6), 3)
+  x = jax.random.normal(kx, (n, h, w, ci))
+  kernel = jax.random.normal(kk, (2, 2, ci, co))
+  dy = jax.random.normal(kg, (n, 2 * h, 2 * w, co))
+  reference = nn.ConvTranspose(co, (2, 2), strides=(2, 2), use_bias=False, precision='highest')
+  y, vjp = jax.vjp(cpu_conv.upconv2x2, x, kernel)
+  y_ref, vjp_ref = jax.vjp(lambda a, b: reference.apply({'params': {'kernel': b}}, a), x, kernel)
+  assert _relative_error(y, y_ref) < 1e-5
+  for got, want in zip(vjp(dy), vjp_ref(dy)):
+    assert got.shape == want.shape
+    assert _relative_error(got, want) < 1e-5
+
+
+def test_upconv_module_matches_flax_conv_transpose():
+  x = jax.random.normal(jax.random.key(7), (2, 8, 8, 64))
+  reference = nn.ConvTranspose(32, (2, 2), strides=(2, 2))
+  params = reference.init(jax.random.key(8), x)
+  params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
+  for impl in ('auto', 'xla'):
+    assert _relative_error(UpConv2x2(32, impl).apply(params, x), reference.apply(params, x)) < 1e-5
+
+
 def test_results_do_not_depend_on_thread_timing():
-  kx, kg = jax.random.split(jax.random.key(1))
+  kx, kg, ku = jax.random.split(jax.random.key(1), 3)
   x = jax.random.normal(kx, (4, 64, 64, 32))
   dy = jax.random.normal(kg, (4, 64, 64, 32))
-  grad = jax.jit(lambda a, g: jax.vjp(cpu_conv.conv3x3, a, jnp.ones((3, 3, 32, 32)))[1](g))
-  first = jax.device_get(grad(x, dy))
+  dy_up = jax.random.normal(ku, (4, 128, 128, 32))
+
+  def grads(a, g, g_up):
+    conv = jax.vjp(cpu_conv.conv3x3, a, jnp.ones((3, 3, 32, 32)))[1](g)
+    up = jax.vjp(cpu_conv.upconv2x2, a, jnp.ones((2, 2, 32, 32)))[1](g_up)
+    return conv + up
+
+  grad = jax.jit(grads)
+  first = jax.device_get(grad(x, dy, dy_up))
   for _ in range(3):
-    again = jax.device_get(grad(x, dy))
+    again = jax.device_get(grad(x, dy, dy_up))
     for a, b in zip(first, again):
       np.testing.assert_array_equal(a, b)
 
