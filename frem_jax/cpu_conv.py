@@ -76,21 +76,23 @@ def xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
 
 
+def _call(target: str, shape: tuple, *args: jax.Array) -> jax.Array:
+  if not available():
+    raise RuntimeError('the CPU kernels are not built in this install (reinstall with a C++17 '
+                       "compiler); use model.conv_impl='xla'")
+  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32))(*args)
+
+
 def _forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  n, h, w, _ = x.shape
-  out = jax.ShapeDtypeStruct((n, h, w, kernel.shape[3]), jnp.float32)
-  return jax.ffi.ffi_call(_FORWARD, out)(x, kernel)
+  return _call(_FORWARD, x.shape[:3] + (kernel.shape[3],), x, kernel)
 
 
 def _input_grad(dy: jax.Array, kernel: jax.Array) -> jax.Array:
-  n, h, w, _ = dy.shape
-  out = jax.ShapeDtypeStruct((n, h, w, kernel.shape[2]), jnp.float32)
-  return jax.ffi.ffi_call(_INPUT_GRAD, out)(dy, kernel)
+  return _call(_INPUT_GRAD, dy.shape[:3] + (kernel.shape[2],), dy, kernel)
 
 
 def _weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
-  out = jax.ShapeDtypeStruct((3, 3, x.shape[3], dy.shape[3]), jnp.float32)
-  return jax.ffi.ffi_call(_WEIGHT_GRAD, out)(x, dy)
+  return _call(_WEIGHT_GRAD, (3, 3, x.shape[3], dy.shape[3]), x, dy)
 
 
 @jax.custom_vjp
@@ -115,9 +117,6 @@ def _conv3x3_bwd(residuals, dy):
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
-
-def _call(target: str, shape: tuple, *args: jax.Array) -> jax.Array:
-  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32))(*args)
 
 
 @jax.custom_vjp
