@@ -3,6 +3,8 @@
 `Conv3x3`: the stages' 3x3 convolutions, on this project's XLA:CPU kernels
 where they fit (frem_jax/cpu_conv.py), else XLA's.
 
+`Conv1x1`: the class head, as a matrix product.
+
 `UpConv2x2`: the decoder's 2x2 stride-2 transposed convolution, on this
 project's XLA:CPU kernel where it fits, else as one matrix product. XLA:CPU
 lowers `nn.ConvTranspose` to a convolution of the zero-dilated input, which
@@ -36,6 +38,23 @@ class Conv3x3(nn.Module):
     if cpu_conv.uses_kernel(self.impl, self.features, x.dtype):
       return cpu_conv.conv3x3(x, kernel)
     return cpu_conv.xla_conv3x3(x, kernel)
+
+
+class Conv1x1(nn.Module):
+  """1x1 conv with bias; same parameters and outputs as `nn.Conv(features, (1, 1))`.
+
+  As a matrix product: XLA:CPU computes `nn.Conv`'s kernel gradient as a
+  256x256-window convolution of a transposed copy of the input (50 ms of the
+  paper model's step at batch 4 for the class head).
+  """
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (1, 1, x.shape[-1], self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    return jnp.einsum('nhwc,ck->nhwk', x, kernel[0, 0], precision=jax.lax.Precision.HIGHEST) + bias
 
 
 class UpConv2x2(nn.Module):

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from frem_jax.batch_renorm import BatchRenorm
+from frem_jax.conv import Conv1x1
 from frem_jax.conv import Conv3x3
 from frem_jax.conv import UpConv2x2
 from frem_jax.frem import FREM
@@ -150,7 +151,7 @@ class UNetSE(nn.Module):
         self.sow('intermediates', 'first_skip_features', skip)
       x = jnp.concatenate([x, skip], axis=-1)
       x = Stage(width, norm, self.se_reduction, self.conv_impl, name=f'decoder{i}')(x, train)
-    logits = nn.Conv(self.num_classes, (1, 1), name='head')(x)
+    logits = Conv1x1(self.num_classes, name='head')(x)
 
     supervision_logits = None
     if self.supervision and (train or self.is_initializing()):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from frem_jax import cpu_conv
+from frem_jax.conv import Conv1x1
 from frem_jax.conv import Conv3x3
 from frem_jax.conv import UpConv2x2
 from frem_jax.unet import max_pool_2x2
@@ -133,6 +134,20 @@ def test_conv3x3_module_matches_flax_conv():
     # Same parameter tree and initial values (checkpoints of either load in the other).
     np.testing.assert_array_equal(ours_params['params']['kernel'], params['params']['kernel'])
     assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
+
+
+def test_conv1x1_matches_flax_conv_and_its_gradient():
+  x = jax.random.normal(jax.random.key(9), (2, 8, 8, 32))
+  reference = nn.Conv(3, (1, 1))
+  params = jax.tree.map(lambda p: p + 0.1, reference.init(jax.random.key(10), x))
+  ours = Conv1x1(3)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(10), x)) == jax.tree.map(jnp.shape, params)
+  loss = lambda module: lambda p, a: jnp.sum(jnp.sin(module.apply(p, a)))
+  got = jax.grad(loss(ours), argnums=(0, 1))(params, x)
+  want = jax.grad(loss(reference), argnums=(0, 1))(params, x)
+  assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert _relative_error(a, b) < 1e-5
 
 
 def test_max_pool_matches_flax_max_pool_and_its_gradient():
