@@ -19,7 +19,6 @@ import jax.numpy as jnp
 IMPLS = ('auto', 'xla', 'cpu_kernel')
 _LIBRARY = 'frem_jax.cpu_kernels._kernels'
 _FORWARD = 'frem_conv3x3'
-_INPUT_GRAD = 'frem_conv3x3_dx'
 _WEIGHT_GRAD = 'frem_conv3x3_dw'
 _UP = 'frem_upconv2x2'
 _UP_INPUT_GRAD = 'frem_upconv2x2_dx'
@@ -36,8 +35,6 @@ def available() -> bool:
     return False
   library = ctypes.CDLL(spec.origin)
   jax.ffi.register_ffi_target(_FORWARD, jax.ffi.pycapsule(library.FremConv3x3), platform='cpu')
-  jax.ffi.register_ffi_target(
-      _INPUT_GRAD, jax.ffi.pycapsule(library.FremConv3x3InputGrad), platform='cpu')
   jax.ffi.register_ffi_target(
       _WEIGHT_GRAD, jax.ffi.pycapsule(library.FremConv3x3WeightGrad), platform='cpu')
   jax.ffi.register_ffi_target(_UP, jax.ffi.pycapsule(library.FremUpConv2x2), platform='cpu')
@@ -87,10 +84,6 @@ def _forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return _call(_FORWARD, x.shape[:3] + (kernel.shape[3],), x, kernel)
 
 
-def _input_grad(dy: jax.Array, kernel: jax.Array) -> jax.Array:
-  return _call(_INPUT_GRAD, dy.shape[:3] + (kernel.shape[2],), dy, kernel)
-
-
 def _weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   return _call(_WEIGHT_GRAD, (3, 3, x.shape[3], dy.shape[3]), x, dy)
 
@@ -107,11 +100,12 @@ def _conv3x3_fwd(x, kernel):
 
 def _conv3x3_bwd(residuals, dy):
   x, kernel = residuals
+  # The input gradient is the convolution of dy with the flipped, transposed kernel.
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
   if x.shape[3] % _LANES == 0:
-    dx = _input_grad(dy, kernel)
+    dx = _forward(dy, flipped)
   else:  # e.g. the first layer's 1 or 3 input channels (and usually unused)
-    # The input gradient is the convolution of dy with the flipped, transposed kernel.
-    dx = xla_conv3x3(dy, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+    dx = xla_conv3x3(dy, flipped)
   return dx, _weight_grad(x, dy)
 
 
@@ -140,7 +134,7 @@ def _upconv2x2_bwd(residuals, dy):
   n, h, w, c = x.shape
   by_offset = jnp.flip(kernel, (0, 1))
   if c % _LANES == 0:
-    dx = _call(_UP_INPUT_GRAD, x.shape, dy, by_offset)
+    dx = _call(_UP_INPUT_GRAD, x.shape, dy, by_offset.transpose(0, 1, 3, 2))
   else:
     blocks = dy.reshape(n, h, 2, w, 2, -1)
     dx = jnp.einsum('nhawbo,abco->nhwc', blocks, by_offset,

@@ -8,10 +8,11 @@
 //
 // Targets (see frem_jax/cpu_conv.py):
 //   frem_conv3x3       y[n,h,w,o]  = sum_{i,j,c} x[n,h+i-1,w+j-1,c] k[i,j,c,o]
-//   frem_conv3x3_dx   dx[n,h,w,c]  = sum_{i,j,o} dy[n,h-i+1,w-j+1,o] k[i,j,c,o]
 //   frem_conv3x3_dw   dk[i,j,c,o]  = sum_{n,h,w} x[n,h+i-1,w+j-1,c] dy[n,h,w,o]
-// Out-of-image pixels read as zero. The channels written (o, c, o) must be a
-// multiple of 16. Work is split into fixed chunks whose partial sums are added in a
+// Out-of-image pixels read as zero. The input gradient is frem_conv3x3 of dy
+// with the kernel flipped in space and transposed (done by XLA, which
+// transposes faster than a scalar loop). Output channels must be a multiple
+// of 16. Work is split into fixed chunks whose partial sums are added in a
 // fixed order, so results do not depend on thread timing.
 
 #include <algorithm>
@@ -225,28 +226,6 @@ ffi::Error Conv3x3(ffi::ThreadPool pool, Array4 x, Array4 k, Result4 y) {
   return ffi::Error::Success();
 }
 
-// dx = conv(dy, k flipped in space, input and output channels swapped).
-ffi::Error Conv3x3InputGrad(ffi::ThreadPool pool, Array4 dy, Array4 k,
-                            Result4 dx) {
-  const auto gd = dy.dimensions();
-  const auto kd = k.dimensions();
-  const int64_t ci = kd[2], co = kd[3];
-  if (kd[0] != 3 || kd[1] != 3 || gd[3] != co)
-    return ffi::Error::InvalidArgument("frem_conv3x3_dx: kernel must be 3x3xCixCo");
-  const Shape s{gd[0], gd[1], gd[2], co, ci};
-  if (auto e = CheckShapes(s, "frem_conv3x3_dx"); e.failure()) return e;
-  const float* kp = k.typed_data();
-  std::vector<float> flipped(9 * ci * co);
-  for (int t = 0; t < 9; ++t) {
-    const float* src = kp + (8 - t) * ci * co;
-    float* dst = flipped.data() + t * ci * co;
-    for (int64_t c = 0; c < ci; ++c)
-      for (int64_t o = 0; o < co; ++o) dst[o * ci + c] = src[c * co + o];
-  }
-  Forward(pool, dy.typed_data(), flipped.data(), s, dx->typed_data());
-  return ffi::Error::Success();
-}
-
 ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
                              Array4 dy,
                              Result4 dk) {
@@ -318,13 +297,6 @@ ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3, Conv3x3,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<Array4>()
-                                  .Arg<Array4>()
-                                  .Ret<Array4>());
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3InputGrad, Conv3x3InputGrad,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<Array4>()

@@ -4,7 +4,8 @@
 // Each input pixel writes one 2x2 output block; k is indexed by the output
 // offset (a, b) inside the block (nn.ConvTranspose's kernel flipped in space):
 //   frem_upconv2x2     y[n,2h+a,2w+b,o] = sum_c x[n,h,w,c] k[a,b,c,o]
-//   frem_upconv2x2_dx  dx[n,h,w,c]      = sum_{a,b,o} dy[n,2h+a,2w+b,o] k[a,b,c,o]
+//   frem_upconv2x2_dx  dx[n,h,w,c]      = sum_{a,b,o} dy[n,2h+a,2w+b,o] kt[a,b,o,c]
+//                      (kt: k with its channel axes swapped, by XLA)
 //   frem_upconv2x2_dk  dk[a,b,c,o]      = sum_{n,h,w} x[n,h,w,c] dy[n,2h+a,2w+b,o]
 // The channels written (o, c, o) must be a multiple of 16. XLA runs this
 // layer as a matrix product plus depth-to-space copies, whose gradient
@@ -199,29 +200,24 @@ ffi::Error UpConv(ffi::ThreadPool pool, Array4 x, Array4 k, Result4 y) {
   return ffi::Error::Success();
 }
 
-ffi::Error UpConvInputGrad(ffi::ThreadPool pool, Array4 dy, Array4 k,
+ffi::Error UpConvInputGrad(ffi::ThreadPool pool, Array4 dy, Array4 kt,
                            Result4 dx) {
   const auto gd = dy.dimensions();
-  const auto kd = k.dimensions();
-  const UpShape s{gd[0], gd[1] / 2, gd[2] / 2, kd[2], kd[3]};
+  const auto kd = kt.dimensions();
+  const UpShape s{gd[0], gd[1] / 2, gd[2] / 2, kd[3], kd[2]};
   if (kd[0] != 2 || kd[1] != 2 || gd[3] != s.o)
-    return ffi::Error::InvalidArgument("frem_upconv2x2_dx: kernel must be 2x2xCxO");
+    return ffi::Error::InvalidArgument("frem_upconv2x2_dx: kernel must be 2x2xOxC");
   if (s.c % kLanes) return NotMultipleOf16("frem_upconv2x2_dx", s.c);
-  const float* kp = k.typed_data();
-  std::vector<float> kt(4 * s.c * s.o);  // [a][b][o][c]
-  for (int t = 0; t < 4; ++t)
-    for (int64_t c = 0; c < s.c; ++c)
-      for (int64_t o = 0; o < s.o; ++o)
-        kt[(t * s.o + o) * s.c + c] = kp[(t * s.c + c) * s.o + o];
+  const float* kp = kt.typed_data();
   const float* gp = dy.typed_data();
   float* xp = dx->typed_data();
   const int cv = VectorsPerBlock(s.c);
   ParallelFor(pool, s.n * s.h, [&](int64_t row) {
     const float* dy_rows = gp + row * 2 * (2 * s.w) * s.o;
     float* dx_row = xp + row * s.w * s.c;
-    if (cv == 4) UpDxRow<4>(dy_rows, kt.data(), s, dx_row);
-    else if (cv == 2) UpDxRow<2>(dy_rows, kt.data(), s, dx_row);
-    else UpDxRow<1>(dy_rows, kt.data(), s, dx_row);
+    if (cv == 4) UpDxRow<4>(dy_rows, kp, s, dx_row);
+    else if (cv == 2) UpDxRow<2>(dy_rows, kp, s, dx_row);
+    else UpDxRow<1>(dy_rows, kp, s, dx_row);
   });
   return ffi::Error::Success();
 }
