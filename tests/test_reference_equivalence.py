@@ -44,10 +44,11 @@ def test_optimised_train_steps_match_the_reference():
         losses.append(float(m['loss']))
     runs[impl] = (losses, state.params, grads)
   np.testing.assert_allclose(runs['optimised'][0], runs['reference'][0], rtol=1e-4)
-  # Adam moves every parameter by about the learning rate (1e-3) per step whatever the gradient's
-  # size, so rounding differences in near-zero gradients show as up to ~1e-5 absolute.
+  # Adam moves every parameter by up to the learning rate (1e-3) per step whatever the gradient's
+  # size, so for the few parameters whose gradients are near zero, rounding decides the sign of
+  # a step: after 6 steps (at most 6e-3 of movement) those differ by up to ~1.5e-4.
   for a, b in zip(jax.tree.leaves(runs['optimised'][1]), jax.tree.leaves(runs['reference'][1])):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-4)
   # The first step's gradients, leaf by leaf, to 1e-4 of the leaf's largest entry.
   for a, b in zip(jax.tree.leaves(runs['optimised'][2]), jax.tree.leaves(runs['reference'][2])):
     assert np.max(np.abs(a - b)) <= 1e-4 * np.max(np.abs(b))
