@@ -286,26 +286,12 @@ ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
       row += count;
     }
   });
-  std::memcpy(out, partial.data(), k_size * sizeof(float));
-  for (int64_t c = 1; c < chunks; ++c) {
-    const float* p = partial.data() + c * k_size;
-    for (int64_t i = 0; i < k_size; ++i) out[i] += p[i];
-  }
+  SumPartials(partial.data(), chunks, k_size, out);
   return ffi::Error::Success();
 }
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3, Conv3x3,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<Array4>()
-                                  .Arg<Array4>()
-                                  .Ret<Array4>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3, Conv3x3, TwoArraysToOne());
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3WeightGrad, Conv3x3WeightGrad,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<Array4>()
-                                  .Arg<Array4>()
-                                  .Ret<Array4>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3WeightGrad, Conv3x3WeightGrad, TwoArraysToOne());

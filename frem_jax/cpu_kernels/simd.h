@@ -71,6 +71,23 @@ inline int VectorsPerBlock(int64_t channels) {
   return 1;
 }
 
+// out = partial[0] + partial[1] + ... (chunks blocks of `size`), in order.
+inline void SumPartials(const float* partial, int64_t chunks, int64_t size,
+                        float* out) {
+  std::memcpy(out, partial, size * sizeof(float));
+  for (int64_t c = 1; c < chunks; ++c)
+    for (int64_t i = 0; i < size; ++i) out[i] += partial[c * size + i];
+}
+
+// The FFI signature of every kernel: (thread pool, two arrays) -> one array.
+inline auto TwoArraysToOne() {
+  return ffi::Ffi::Bind()
+      .Ctx<ffi::ThreadPool>()
+      .Arg<Array4>()
+      .Arg<Array4>()
+      .Ret<Array4>();
+}
+
 }  // namespace frem_kernels
 
 #endif  // FREM_JAX_CPU_KERNELS_SIMD_H_

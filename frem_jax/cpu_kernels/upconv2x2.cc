@@ -253,33 +253,14 @@ ffi::Error UpConvKernelGrad(ffi::ThreadPool pool, Array4 x, Array4 dy,
       else UpDkRow<1>(x_row, dy_rows, s, acc);
     }
   });
-  std::memcpy(out, partial.data(), k_size * sizeof(float));
-  for (int64_t c = 1; c < chunks; ++c) {
-    const float* p = partial.data() + c * k_size;
-    for (int64_t i = 0; i < k_size; ++i) out[i] += p[i];
-  }
+  SumPartials(partial.data(), chunks, k_size, out);
   return ffi::Error::Success();
 }
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(FremUpConv2x2, UpConv,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<Array4>()
-                                  .Arg<Array4>()
-                                  .Ret<Array4>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FremUpConv2x2, UpConv, TwoArraysToOne());
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(FremUpConv2x2InputGrad, UpConvInputGrad,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<Array4>()
-                                  .Arg<Array4>()
-                                  .Ret<Array4>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FremUpConv2x2InputGrad, UpConvInputGrad, TwoArraysToOne());
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(FremUpConv2x2KernelGrad, UpConvKernelGrad,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<Array4>()
-                                  .Arg<Array4>()
-                                  .Ret<Array4>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FremUpConv2x2KernelGrad, UpConvKernelGrad, TwoArraysToOne());
