@@ -78,15 +78,6 @@ inline void ForwardTile(const float* rows, const float* k, const Shape& s,
       Store(y_row + (w0 + p) * s.co + o0 + v * kLanes, acc[p][v]);
 }
 
-template <int CV, int PW>
-void ForwardRemainder(int pw, const float* rows, const float* k, const Shape& s,
-                      int64_t w0, int64_t o0, float* y_row) {
-  if constexpr (PW > 0) {
-    if (pw == PW) return ForwardTile<PW, CV>(rows, k, s, w0, o0, y_row);
-    ForwardRemainder<CV, PW - 1>(pw, rows, k, s, w0, o0, y_row);
-  }
-}
-
 template <int CV>
 void ForwardRow(const float* rows, const float* k, const Shape& s,
                 float* y_row) {
@@ -96,8 +87,9 @@ void ForwardRow(const float* rows, const float* k, const Shape& s,
     for (; w0 + PW <= s.w; w0 += PW)
       ForwardTile<PW, CV>(rows, k, s, w0, o0, y_row);
     if (w0 < s.w)
-      ForwardRemainder<CV, PW - 1>(static_cast<int>(s.w - w0), rows, k, s, w0,
-                                   o0, y_row);
+      WithConstant<PW - 1>(static_cast<int>(s.w - w0), [&](auto pw) {
+        ForwardTile<decltype(pw)::value, CV>(rows, k, s, w0, o0, y_row);
+      });
   }
 }
 
@@ -128,17 +120,6 @@ inline void WeightGradTile(const float* rows, const float* dy, int64_t count,
     for (int v = 0; v < CV; ++v) Store(out + c * s.co + v * kLanes, acc[c][v]);
 }
 
-template <int CV, int CB>
-void WeightGradRemainder(int cb, const float* rows, const float* dy,
-                         int64_t count, const Shape& s, int i, int j,
-                         int64_t c0, int64_t o0, float* dk) {
-  if constexpr (CB > 0) {
-    if (cb == CB)
-      return WeightGradTile<CB, CV>(rows, dy, count, s, i, j, c0, o0, dk);
-    WeightGradRemainder<CV, CB - 1>(cb, rows, dy, count, s, i, j, c0, o0, dk);
-  }
-}
-
 template <int CV>
 void WeightGradRows(const float* rows, const float* dy, int64_t count,
                     const Shape& s, float* dk) {
@@ -150,8 +131,10 @@ void WeightGradRows(const float* rows, const float* dy, int64_t count,
         for (; c0 + CB <= s.ci; c0 += CB)
           WeightGradTile<CB, CV>(rows, dy, count, s, i, j, c0, o0, dk);
         if (c0 < s.ci)
-          WeightGradRemainder<CV, CB - 1>(static_cast<int>(s.ci - c0), rows,
-                                          dy, count, s, i, j, c0, o0, dk);
+          WithConstant<CB - 1>(static_cast<int>(s.ci - c0), [&](auto cb) {
+            WeightGradTile<decltype(cb)::value, CV>(rows, dy, count, s, i, j,
+                                                    c0, o0, dk);
+          });
       }
 }
 
@@ -171,11 +154,10 @@ void WeightGradBlock(const float* xpad, const float* dy, const Shape& s, int i,
       const float* dy_rows = dy + (n * s.h + r0) * s.w * s.co;
       for (int64_t c0 = 0; c0 < s.ci; c0 += CB) {
         const int cb = static_cast<int>(std::min<int64_t>(CB, s.ci - c0));
-        if (cb == CB)
-          WeightGradTile<CB, CV>(rows, dy_rows, count, s, i, j, c0, o0, dk);
-        else
-          WeightGradRemainder<CV, CB - 1>(cb, rows, dy_rows, count, s, i, j,
-                                          c0, o0, dk);
+        WithConstant<CB>(cb, [&](auto n) {
+          WeightGradTile<decltype(n)::value, CV>(rows, dy_rows, count, s, i, j,
+                                                 c0, o0, dk);
+        });
       }
     }
   }
@@ -192,7 +174,6 @@ ffi::Error CheckShapes(const Shape& s, const char* what) {
 // y = conv(x, k) for a [3, 3, s.ci, s.co] kernel k.
 void Forward(ffi::ThreadPool& pool, const float* xp, const float* kp,
              const Shape& s, float* yp) {
-  const int cv = VectorsPerBlock(s.co);
   // Tasks are bands of output rows, so that each input row is copied into the
   // padded buffer once per band rather than three times.
   constexpr int64_t kBand = 8;
@@ -208,9 +189,9 @@ void Forward(ffi::ThreadPool& pool, const float* xp, const float* kp,
     for (int64_t g = 0; g < count; ++g) {
       const float* in = rows.data() + g * row_len;
       float* y_row = yp + ((n * s.h) + r0 + g) * s.w * s.co;
-      if (cv == 4) ForwardRow<4>(in, kp, s, y_row);
-      else if (cv == 2) ForwardRow<2>(in, kp, s, y_row);
-      else ForwardRow<1>(in, kp, s, y_row);
+      WithVectorsPerBlock(s.co, [&](auto cv) {
+        ForwardRow<decltype(cv)::value>(in, kp, s, y_row);
+      });
     }
   });
 }
@@ -241,7 +222,6 @@ ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
   float* out = dk->typed_data();
   const int64_t rows_total = s.n * s.h;
   const int64_t k_size = 9 * s.ci * s.co;
-  const int cv = VectorsPerBlock(s.co);
   // Measured on the U-Net's layers (README, Performance): per-block tasks win
   // once dk is large against the pixels' data.
   if (k_size * 16 > rows_total * s.w * (s.ci + s.co)) {
@@ -252,13 +232,14 @@ ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
     for (int64_t n = 0; n < s.n; ++n)
       PaddedRows(xp, s, n, 0, s.h, xpad.data() + n * image_len);
     std::memset(out, 0, k_size * sizeof(float));
-    const int64_t blocks = s.co / (cv * kLanes);
-    ParallelFor(pool, 9 * blocks, [&](int64_t task) {
-      const int tap = static_cast<int>(task / blocks);
-      const int64_t o0 = (task % blocks) * cv * kLanes;
-      if (cv == 4) WeightGradBlock<4>(xpad.data(), gp, s, tap / 3, tap % 3, o0, out);
-      else if (cv == 2) WeightGradBlock<2>(xpad.data(), gp, s, tap / 3, tap % 3, o0, out);
-      else WeightGradBlock<1>(xpad.data(), gp, s, tap / 3, tap % 3, o0, out);
+    WithVectorsPerBlock(s.co, [&](auto cv) {
+      constexpr int CV = decltype(cv)::value;
+      const int64_t blocks = s.co / (CV * kLanes);
+      ParallelFor(pool, 9 * blocks, [&](int64_t task) {
+        const int tap = static_cast<int>(task / blocks);
+        WeightGradBlock<CV>(xpad.data(), gp, s, tap / 3, tap % 3,
+                            (task % blocks) * CV * kLanes, out);
+      });
     });
     return ffi::Error::Success();
   }
@@ -280,9 +261,9 @@ ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
       const int64_t count = std::min({group, end - row, s.h - r});
       PaddedRows(xp, s, n, r, count, rows.data());
       const float* dy_rows = gp + row * s.w * s.co;
-      if (cv == 4) WeightGradRows<4>(rows.data(), dy_rows, count, s, acc);
-      else if (cv == 2) WeightGradRows<2>(rows.data(), dy_rows, count, s, acc);
-      else WeightGradRows<1>(rows.data(), dy_rows, count, s, acc);
+      WithVectorsPerBlock(s.co, [&](auto cv) {
+        WeightGradRows<decltype(cv)::value>(rows.data(), dy_rows, count, s, acc);
+      });
       row += count;
     }
   });

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -64,11 +65,23 @@ inline void ParallelFor(ffi::ThreadPool& pool, int64_t num_chunks, const Body& b
   state->cv.wait(lock, [&] { return state->done.load() == total; });
 }
 
-// Vectors per register block for `channels` output channels (a multiple of 16).
-inline int VectorsPerBlock(int64_t channels) {
-  if (channels % (4 * kLanes) == 0) return 4;
-  if (channels % (2 * kLanes) == 0) return 2;
-  return 1;
+// Calls f(std::integral_constant<int, n>) for a runtime n in [1, N]: the
+// tile templates take their sizes as constants, remainders at run time.
+template <int N, typename F>
+inline void WithConstant(int n, const F& f) {
+  if constexpr (N > 0) {
+    if (n == N) return f(std::integral_constant<int, N>{});
+    WithConstant<N - 1>(n, f);
+  }
+}
+
+// Calls f(std::integral_constant<int, CV>) with the vectors per register
+// block (4, 2 or 1) for `channels` output channels (a multiple of 16).
+template <typename F>
+inline void WithVectorsPerBlock(int64_t channels, const F& f) {
+  if (channels % (4 * kLanes) == 0) return f(std::integral_constant<int, 4>{});
+  if (channels % (2 * kLanes) == 0) return f(std::integral_constant<int, 2>{});
+  f(std::integral_constant<int, 1>{});
 }
 
 // out = partial[0] + partial[1] + ... (chunks blocks of `size`), in order.

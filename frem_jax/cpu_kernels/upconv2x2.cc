@@ -95,31 +95,6 @@ inline void UpDkTile(const float* x_row, const float* dy_row, const UpShape& s,
     for (int v = 0; v < CV; ++v) Store(out + c * s.o + v * kLanes, acc[c][v]);
 }
 
-// Dispatches a runtime remainder n < N to the tile template Tile<n, CV>.
-template <int CV, int N, template <int, int> class Tile, typename... Args>
-void Remainder(int n, Args&&... args) {
-  if constexpr (N > 0) {
-    if (n == N) return Tile<N, CV>::Run(args...);
-    Remainder<CV, N - 1, Tile>(n, args...);
-  }
-}
-
-template <int PW, int CV>
-struct UpTileOp {
-  template <typename... A>
-  static void Run(A... a) { UpTile<PW, CV>(a...); }
-};
-template <int PW, int CV>
-struct UpDxTileOp {
-  template <typename... A>
-  static void Run(A... a) { UpDxTile<PW, CV>(a...); }
-};
-template <int CB, int CV>
-struct UpDkTileOp {
-  template <typename... A>
-  static void Run(A... a) { UpDkTile<CB, CV>(a...); }
-};
-
 template <int CV>
 void UpRow(const float* x_row, const float* k, const UpShape& s,
            float* y_rows) {
@@ -133,8 +108,9 @@ void UpRow(const float* x_row, const float* k, const UpShape& s,
         for (; w0 + PW <= s.w; w0 += PW)
           UpTile<PW, CV>(x_row, k_ab, s, b, w0, o0, y_row);
         if (w0 < s.w)
-          Remainder<CV, PW - 1, UpTileOp>(static_cast<int>(s.w - w0), x_row,
-                                          k_ab, s, b, w0, o0, y_row);
+          WithConstant<PW - 1>(static_cast<int>(s.w - w0), [&](auto pw) {
+            UpTile<decltype(pw)::value, CV>(x_row, k_ab, s, b, w0, o0, y_row);
+          });
       }
     }
   }
@@ -149,8 +125,9 @@ void UpDxRow(const float* dy_rows, const float* kt, const UpShape& s,
     for (; w0 + PW <= s.w; w0 += PW)
       UpDxTile<PW, CV>(dy_rows, kt, s, w0, c0, dx_row);
     if (w0 < s.w)
-      Remainder<CV, PW - 1, UpDxTileOp>(static_cast<int>(s.w - w0), dy_rows,
-                                        kt, s, w0, c0, dx_row);
+      WithConstant<PW - 1>(static_cast<int>(s.w - w0), [&](auto pw) {
+        UpDxTile<decltype(pw)::value, CV>(dy_rows, kt, s, w0, c0, dx_row);
+      });
   }
 }
 
@@ -167,8 +144,10 @@ void UpDkRow(const float* x_row, const float* dy_rows, const UpShape& s,
         for (; c0 + CB <= s.c; c0 += CB)
           UpDkTile<CB, CV>(x_row, dy_row, s, b, c0, o0, dk_ab);
         if (c0 < s.c)
-          Remainder<CV, CB - 1, UpDkTileOp>(static_cast<int>(s.c - c0), x_row,
-                                            dy_row, s, b, c0, o0, dk_ab);
+          WithConstant<CB - 1>(static_cast<int>(s.c - c0), [&](auto cb) {
+            UpDkTile<decltype(cb)::value, CV>(x_row, dy_row, s, b, c0, o0,
+                                              dk_ab);
+          });
       }
     }
 }
@@ -189,13 +168,12 @@ ffi::Error UpConv(ffi::ThreadPool pool, Array4 x, Array4 k, Result4 y) {
   const float* xp = x.typed_data();
   const float* kp = k.typed_data();
   float* yp = y->typed_data();
-  const int cv = VectorsPerBlock(s.o);
   ParallelFor(pool, s.n * s.h, [&](int64_t row) {
     const float* x_row = xp + row * s.w * s.c;
     float* y_rows = yp + row * 2 * (2 * s.w) * s.o;  // output rows 2h, 2h+1
-    if (cv == 4) UpRow<4>(x_row, kp, s, y_rows);
-    else if (cv == 2) UpRow<2>(x_row, kp, s, y_rows);
-    else UpRow<1>(x_row, kp, s, y_rows);
+    WithVectorsPerBlock(s.o, [&](auto cv) {
+      UpRow<decltype(cv)::value>(x_row, kp, s, y_rows);
+    });
   });
   return ffi::Error::Success();
 }
@@ -211,13 +189,12 @@ ffi::Error UpConvInputGrad(ffi::ThreadPool pool, Array4 dy, Array4 kt,
   const float* kp = kt.typed_data();
   const float* gp = dy.typed_data();
   float* xp = dx->typed_data();
-  const int cv = VectorsPerBlock(s.c);
   ParallelFor(pool, s.n * s.h, [&](int64_t row) {
     const float* dy_rows = gp + row * 2 * (2 * s.w) * s.o;
     float* dx_row = xp + row * s.w * s.c;
-    if (cv == 4) UpDxRow<4>(dy_rows, kp, s, dx_row);
-    else if (cv == 2) UpDxRow<2>(dy_rows, kp, s, dx_row);
-    else UpDxRow<1>(dy_rows, kp, s, dx_row);
+    WithVectorsPerBlock(s.c, [&](auto cv) {
+      UpDxRow<decltype(cv)::value>(dy_rows, kp, s, dx_row);
+    });
   });
   return ffi::Error::Success();
 }
@@ -241,16 +218,15 @@ ffi::Error UpConvKernelGrad(ffi::ThreadPool pool, Array4 x, Array4 dy,
   const int64_t chunks =
       std::clamp<int64_t>(rows_total * s.w / 512, 1, 16);
   std::vector<float> partial(chunks * k_size, 0.0f);
-  const int cv = VectorsPerBlock(s.o);
   ParallelFor(pool, chunks, [&](int64_t chunk) {
     float* acc = partial.data() + chunk * k_size;
     const int64_t end = rows_total * (chunk + 1) / chunks;
     for (int64_t row = rows_total * chunk / chunks; row < end; ++row) {
       const float* x_row = xp + row * s.w * s.c;
       const float* dy_rows = gp + row * 2 * (2 * s.w) * s.o;
-      if (cv == 4) UpDkRow<4>(x_row, dy_rows, s, acc);
-      else if (cv == 2) UpDkRow<2>(x_row, dy_rows, s, acc);
-      else UpDkRow<1>(x_row, dy_rows, s, acc);
+      WithVectorsPerBlock(s.o, [&](auto cv) {
+        UpDkRow<decltype(cv)::value>(x_row, dy_rows, s, acc);
+      });
     }
   });
   SumPartials(partial.data(), chunks, k_size, out);
