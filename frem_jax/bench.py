@@ -132,8 +132,8 @@ def run_benchmark(features, image_size, batch_sizes, infer_batch_sizes, num_step
       'device_kind': jax.devices()[0].device_kind, 'num_devices': jax.device_count(),
       'xla_flags': xla_setup.current_flags(), 'features': list(features), 'image_size': image_size,
       'num_classes': num_classes, 'num_params': num_params, 'upconv_impl': upconv_impl,
-      'conv_impl': conv_impl, 'cpu_kernels_used': conv_impl != 'xla' and any(
-          cpu_conv.uses_kernel(conv_impl, f, jnp.float32) for f in features),
+      'conv_impl': conv_impl,
+      'cpu_kernels_used': any(cpu_conv.uses_kernel(conv_impl, f, jnp.float32) for f in features),
       'forward_gflop_per_image': forward_xla_flops / 1e9 if forward_xla_flops else None,
       'conv_forward_gflop_per_image': conv_fwd / 1e9,
       'warmup': warmup, 'steps': num_steps,

@@ -41,8 +41,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(config.model.conv_impl in cpu_conv.IMPLS,
            f'model.conv_impl={config.model.conv_impl!r} must be one of {cpu_conv.IMPLS}')
   _require(config.model.conv_impl != 'cpu_kernel' or cpu_conv.available(),
-           "model.conv_impl='cpu_kernel' but the CPU kernels are not built in this install "
-           "(reinstall with a C++17 compiler); use 'auto' or 'xla'")
+           f"model.conv_impl='cpu_kernel' but {cpu_conv.NOT_BUILT}")
   _require(config.model.conv_impl != 'cpu_kernel' or all(f % 16 == 0 for f in features),
            f"model.conv_impl='cpu_kernel' needs model.features in multiples of 16, got {features}; "
            "use 'auto' (XLA's convolutions for the other layers)")

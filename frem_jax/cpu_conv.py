@@ -25,6 +25,8 @@ _UP_INPUT_GRAD = 'frem_upconv2x2_dx'
 _UP_KERNEL_GRAD = 'frem_upconv2x2_dk'
 _LANES = 16  # the kernels' vector width: output channels must be a multiple of it
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+NOT_BUILT = ('the CPU kernels are not built in this install (reinstall with a C++17 compiler); '
+             "use model.conv_impl='auto' or 'xla'")
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,10 +57,7 @@ def uses_kernel(impl: str, features: int, dtype) -> bool:
   if impl == 'xla':
     return False
   fits = features % _LANES == 0 and jnp.dtype(dtype) == jnp.float32
-  if impl == 'cpu_kernel':
-    if not available():
-      raise RuntimeError("model.conv_impl='cpu_kernel' but the CPU kernels are not built "
-                         "(reinstall with a C++17 compiler), use 'auto' or 'xla'")
+  if impl == 'cpu_kernel':  # without the kernels, the first kernel call raises NOT_BUILT
     if not fits:
       raise ValueError(f"model.conv_impl='cpu_kernel' needs float32 and a multiple of "
                        f"{_LANES} channels, got {features} channels of {jnp.dtype(dtype)}")
@@ -75,8 +74,7 @@ def xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def _call(target: str, shape: tuple, *args: jax.Array) -> jax.Array:
   if not available():
-    raise RuntimeError('the CPU kernels are not built in this install (reinstall with a C++17 '
-                       "compiler); use model.conv_impl='xla'")
+    raise RuntimeError(NOT_BUILT)
   return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32))(*args)
 
 
@@ -110,7 +108,6 @@ def _conv3x3_bwd(residuals, dy):
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
-
 
 
 @jax.custom_vjp

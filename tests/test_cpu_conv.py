@@ -38,22 +38,27 @@ def _relative_error(a, b):
   return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
-@pytest.mark.parametrize('shape', SHAPES)
-def test_forward_and_gradients_equal_xla(shape):
+def _assert_same_values_and_gradients(ours, reference, seed, shape, kernel_size, upsample):
+  """ours(x, kernel) equals reference(x, kernel) to 1e-5, and so do both gradients."""
   n, h, w, ci, co = shape
-  kx, kk, kg = jax.random.split(jax.random.key(0), 3)
+  kx, kk, kg = jax.random.split(jax.random.key(seed), 3)
   x = jax.random.normal(kx, (n, h, w, ci))
-  kernel = jax.random.normal(kk, (3, 3, ci, co))
-  dy = jax.random.normal(kg, (n, h, w, co))
-  y, vjp = jax.vjp(cpu_conv.conv3x3, x, kernel)
-  y_ref, vjp_ref = jax.vjp(
-      lambda a, b: jax.lax.conv_general_dilated(
-          a, b, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-          precision=jax.lax.Precision.HIGHEST), x, kernel)
+  kernel = jax.random.normal(kk, (kernel_size, kernel_size, ci, co))
+  dy = jax.random.normal(kg, (n, upsample * h, upsample * w, co))
+  y, vjp = jax.vjp(ours, x, kernel)
+  y_ref, vjp_ref = jax.vjp(reference, x, kernel)
   assert _relative_error(y, y_ref) < 1e-5
   for got, want in zip(vjp(dy), vjp_ref(dy)):
     assert got.shape == want.shape
     assert _relative_error(got, want) < 1e-5
+
+
+@pytest.mark.parametrize('shape', SHAPES)
+def test_forward_and_gradients_equal_xla(shape):
+  reference = lambda a, b: jax.lax.conv_general_dilated(
+      a, b, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      precision=jax.lax.Precision.HIGHEST)
+  _assert_same_values_and_gradients(cpu_conv.conv3x3, reference, 0, shape, 3, 1)
 
 
 # (N, H, W, C_in, C_out): register-block widths, pixel and channel remainders, C_in not a
@@ -69,18 +74,10 @@ UP_SHAPES = [
 
 @pytest.mark.parametrize('shape', UP_SHAPES)
 def test_upconv_forward_and_gradients_equal_conv_transpose(shape):
-  n, h, w, ci, co = shape
-  kx, kk, kg = jax.random.split(jax.random.key(6), 3)
-  x = jax.random.normal(kx, (n, h, w, ci))
-  kernel = jax.random.normal(kk, (2, 2, ci, co))
-  dy = jax.random.normal(kg, (n, 2 * h, 2 * w, co))
-  reference = nn.ConvTranspose(co, (2, 2), strides=(2, 2), use_bias=False, precision='highest')
-  y, vjp = jax.vjp(cpu_conv.upconv2x2, x, kernel)
-  y_ref, vjp_ref = jax.vjp(lambda a, b: reference.apply({'params': {'kernel': b}}, a), x, kernel)
-  assert _relative_error(y, y_ref) < 1e-5
-  for got, want in zip(vjp(dy), vjp_ref(dy)):
-    assert got.shape == want.shape
-    assert _relative_error(got, want) < 1e-5
+  transpose = nn.ConvTranspose(shape[4], (2, 2), strides=(2, 2), use_bias=False,
+                               precision='highest')
+  reference = lambda a, b: transpose.apply({'params': {'kernel': b}}, a)
+  _assert_same_values_and_gradients(cpu_conv.upconv2x2, reference, 6, shape, 2, 2)
 
 
 def test_upconv_module_matches_flax_conv_transpose():
