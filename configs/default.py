@@ -46,10 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.renorm_r_max = 3.0
   config.model.renorm_d_max = 5.0
   config.model.renorm_warmup_steps = 5000
-  config.model.upconv_impl = 'matmul'  # 'matmul' (fast on CPU) or 'xla' (nn.ConvTranspose); same results
-  # 3x3 convs: 'auto' (the project's CPU kernels on the CPU backend where they fit, else XLA's),
-  # 'xla' or 'cpu_kernel'; same results to float32 rounding.
-  config.model.conv_impl = 'auto'
+  # How the convolutions are computed (same parameters, same results to float32 rounding):
+  # 'auto' (the CPU wing's fast layers on the CPU backend, flax's elsewhere), 'flax' or 'cpu'.
+  config.model.layers = 'auto'
 
   # FREM: multiply B (num_selected) channels of the deepest stage by X (factor).
   config.frem = ml_collections.ConfigDict()

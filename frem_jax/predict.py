@@ -5,7 +5,7 @@ Usage:
       [--overlap=32] [--raw] [--probabilities] [--masks=MASK_OR_FOLDER]
 
 Writes OUT/<stem>.png per image: a palette PNG whose pixel values are the class
-indices and whose palette is PALETTE (with --raw: an 8-bit grayscale PNG of the
+indices and whose palette is palette.PALETTE (with --raw: an 8-bit grayscale PNG of the
 class indices); with --probabilities also OUT/<stem>.npy, the softmax float32
 [H, W, K]; with --masks (label maps of class indices 0..K-1, same stems) also
 OUT/iou.json with the IoU per image and over all images.
@@ -23,6 +23,7 @@ from tqdm import tqdm
 from frem_jax import cli
 from frem_jax import files
 from frem_jax import metrics
+from frem_jax import palette
 from frem_jax import sliding_window
 from frem_jax import trained_run
 from frem_jax import workdir as workdir_lib
@@ -30,18 +31,6 @@ from frem_jax.datasets import image_io
 from frem_jax.errors import UserError
 
 IOU_FILE = 'iou.json'
-# Colours of classes 0..9 in the palette PNGs (class 0, usually background, is black).
-PALETTE = (
-    ('black', (0, 0, 0)), ('red', (255, 0, 0)), ('green', (0, 255, 0)), ('blue', (0, 0, 255)),
-    ('yellow', (255, 255, 0)), ('magenta', (255, 0, 255)), ('cyan', (0, 255, 255)),
-    ('orange', (255, 128, 0)), ('purple', (128, 0, 255)), ('white', (255, 255, 255)),
-)
-
-
-def palette() -> list[int]:
-  """The 256-entry palette as a flat RGB list: PALETTE, then fixed pseudo-random colours (seed 0)."""
-  extra = np.random.default_rng(0).integers(0, 256, (256 - len(PALETTE), 3))
-  return [c for _, rgb in PALETTE for c in rgb] + extra.ravel().tolist()
 
 
 def predict_image(run: trained_run.TrainedRun, image: np.ndarray,
@@ -122,7 +111,7 @@ def _read_checked(path: str, run: trained_run.TrainedRun) -> np.ndarray:
 def _save_png(path: str, class_map: np.ndarray, raw: bool) -> None:
   im = Image.fromarray(class_map)
   if not raw:
-    im.putpalette(palette())
+    im.putpalette(palette.palette())
   files.write_atomic(path, lambda f: im.save(f, format='PNG'))
 
 

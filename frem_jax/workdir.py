@@ -8,15 +8,43 @@ import ml_collections
 from frem_jax import files
 from frem_jax.errors import UserError
 
-CONFIG_FILE = 'config.json'
+from frem_jax.filenames import CONFIG_FILE
+
 # Keys that may change when a run is resumed: training longer continues the same run, and
-# moving the data (or its prepared copy) does not change it.
-RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir', 'model.conv_impl')
+# moving the data (or its prepared copy) or the layers' arithmetic does not change it.
+RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir', 'model.layers')
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
   """The config as plain JSON data (tuples become lists)."""
   return json.loads(config.to_json())
+
+
+def upgrade(config_json: dict) -> dict:
+  """A saved config in today's keys: the one place that knows the keys of older versions.
+
+  Before `model.layers`, two keys chose the layers' arithmetic: 'xla' in
+  `model.conv_impl` or `model.upconv_impl` meant flax's layers, 'cpu_kernel'
+  the CPU wing's; any choice gives the same parameters.
+  """
+  model = config_json.get('model', {})
+  if 'conv_impl' not in model and 'upconv_impl' not in model:
+    return config_json
+  model = dict(model)
+  conv, upconv = model.pop('conv_impl', 'auto'), model.pop('upconv_impl', 'matmul')
+  model.setdefault('layers', 'cpu' if conv == 'cpu_kernel' else 'flax' if 'xla' in (conv, upconv)
+                   else 'auto')
+  return {**config_json, 'model': model}
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was made with (`config.json`, upgraded); UserError if unreadable."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(upgrade(json.load(f)))
+  except (OSError, ValueError) as e:
+    raise UserError(f'{path} is unreadable ({e}); restore it or train the run again') from e
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:
@@ -37,7 +65,7 @@ def config_differences(old: dict, new: dict, resumable: tuple) -> list[tuple[str
 
   A key present on one side only shows '<missing>' on the other.
   """
-  old_flat, new_flat = _flatten(old), _flatten(new)
+  old_flat, new_flat = _flatten(upgrade(old)), _flatten(new)
   return [(k, old_flat.get(k, _MISSING), new_flat.get(k, _MISSING))
           for k in sorted(set(old_flat) | set(new_flat))
           if k not in resumable and old_flat.get(k, _MISSING) != new_flat.get(k, _MISSING)]

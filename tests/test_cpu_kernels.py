@@ -1,15 +1,14 @@
-"""The XLA:CPU 3x3 convolution kernels equal XLA's convolution, forward and both gradients."""
+"""The CPU wing: its kernels equal XLA's convolutions, forward and both gradients; its layers equal flax's."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from frem_jax import cpu_conv
-from frem_jax.conv import Conv1x1
-from frem_jax.conv import Conv3x3
-from frem_jax.conv import UpConv2x2
-from frem_jax.unet import max_pool_2x2
+from frem_jax.cpu import ffi as cpu_conv
+from frem_jax.cpu.layers import Conv
+from frem_jax.cpu.layers import ConvTranspose
+from frem_jax.cpu.layers import max_pool
 
 import flax.linen as nn
 
@@ -85,8 +84,9 @@ def test_upconv_module_matches_flax_conv_transpose():
   reference = nn.ConvTranspose(32, (2, 2), strides=(2, 2))
   params = reference.init(jax.random.key(8), x)
   params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
-  for impl in ('auto', 'xla'):
-    assert _relative_error(UpConv2x2(32, impl).apply(params, x), reference.apply(params, x)) < 1e-5
+  for kernels in (True, False):
+    ours = ConvTranspose(32, (2, 2), strides=(2, 2), kernels=kernels)
+    assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
 
 
 def test_results_do_not_depend_on_thread_timing():
@@ -109,24 +109,20 @@ def test_results_do_not_depend_on_thread_timing():
 
 
 def test_layer_choice():
-  assert not cpu_conv.uses_kernel('xla', 32, jnp.float32)
-  assert cpu_conv.uses_kernel('auto', 32, jnp.float32)  # the CPU backend, kernels built
-  assert not cpu_conv.uses_kernel('auto', 8, jnp.float32)  # not a multiple of 16
-  assert not cpu_conv.uses_kernel('auto', 32, jnp.bfloat16)
-  with pytest.raises(ValueError, match=r"model.conv_impl='cpu_kernel' needs float32 and a multiple "
-                                       r"of 16 channels, got 8 channels of float32"):
-    cpu_conv.uses_kernel('cpu_kernel', 8, jnp.float32)
-  with pytest.raises(ValueError, match=r"model.conv_impl must be one of \('auto', 'xla', "
-                                       r"'cpu_kernel'\), got 'fast'"):
-    cpu_conv.uses_kernel('fast', 32, jnp.float32)
+  assert cpu_conv.uses_kernel(32, jnp.float32)  # the CPU backend, kernels built
+  assert not cpu_conv.uses_kernel(8, jnp.float32)  # not a multiple of 16
+  assert not cpu_conv.uses_kernel(32, jnp.bfloat16)
+  with pytest.raises(ValueError, match=r'ConvTranspose computes 2x2 kernels of stride 2, got '
+                                       r'kernel_size=\(3, 3\)'):
+    ConvTranspose(8, (3, 3), strides=(2, 2)).init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
 
 
 def test_conv3x3_module_matches_flax_conv():
   x = jax.random.normal(jax.random.key(2), (2, 16, 16, 3))
   reference = nn.Conv(32, (3, 3), padding='SAME', use_bias=False)
   params = reference.init(jax.random.key(3), x)
-  for impl in ('auto', 'xla'):
-    ours = Conv3x3(32, impl)
+  for kernels in (True, False):
+    ours = Conv(32, (3, 3), use_bias=False, kernels=kernels)
     ours_params = ours.init(jax.random.key(3), x)
     # Same parameter tree and initial values (checkpoints of either load in the other).
     np.testing.assert_array_equal(ours_params['params']['kernel'], params['params']['kernel'])
@@ -137,7 +133,7 @@ def test_conv1x1_matches_flax_conv_and_its_gradient():
   x = jax.random.normal(jax.random.key(9), (2, 8, 8, 32))
   reference = nn.Conv(3, (1, 1))
   params = jax.tree.map(lambda p: p + 0.1, reference.init(jax.random.key(10), x))
-  ours = Conv1x1(3)
+  ours = Conv(3, (1, 1))
   assert jax.tree.map(jnp.shape, ours.init(jax.random.key(10), x)) == jax.tree.map(jnp.shape, params)
   loss = lambda module: lambda p, a: jnp.sum(jnp.sin(module.apply(p, a)))
   got = jax.grad(loss(ours), argnums=(0, 1))(params, x)
@@ -150,7 +146,7 @@ def test_conv1x1_matches_flax_conv_and_its_gradient():
 def test_max_pool_matches_flax_max_pool_and_its_gradient():
   x = jax.random.normal(jax.random.key(4), (2, 8, 12, 5))
   g = jax.random.normal(jax.random.key(5), (2, 4, 6, 5))
-  y, vjp = jax.vjp(max_pool_2x2, x)
+  y, vjp = jax.vjp(lambda a: max_pool(a, (2, 2), strides=(2, 2)), x)
   y_ref, vjp_ref = jax.vjp(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2)), x)
   np.testing.assert_array_equal(y, y_ref)
   np.testing.assert_array_equal(vjp(g)[0], vjp_ref(g)[0])

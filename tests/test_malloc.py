@@ -7,8 +7,8 @@ import sys
 # Plain malloc/memset/free, as XLA:CPU allocates (numpy would ask for huge pages).
 SCRIPT = r'''
 import ctypes, resource
-from frem_jax import host_memory
-print(host_memory.keep_freed_memory())
+from frem_jax.cpu import malloc
+print(malloc.tune_malloc())
 libc = ctypes.CDLL('libc.so.6')
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]

@@ -3,7 +3,7 @@
 import pytest
 
 from configs import drosophila, folder_example, mouse
-from frem_jax import search_space
+from frem_jax.search import space as search_space
 from frem_jax import train
 from frem_jax.config_validation import validate_config
 from tests.datasets.folders import write_folder

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from frem_jax import steps
-from frem_jax.unet import Enhancement, UNetSE
+from frem_jax.model.unet import Enhancement, UNetSE
 
 TINY = (4, 8, 16)
 
@@ -72,14 +72,15 @@ def test_frem_enhances_b_channels_of_the_deepest_stage():
 
 
 def test_inference_cost_identical_with_frem_on_and_off():
-  """The eval step compiled for a FREM model and for the baseline costs the same FLOPs."""
+  """The inference pass compiled for a FREM model and for the baseline costs the same FLOPs."""
   flops = {}
   for frem_enabled in (True, False):
     model = UNetSE(num_classes=3, features=TINY)
     state = steps.create_train_state(model, jax.random.key(0, impl='rbg'), (32, 32, 1), 1e-3)
     batch = {'image': jnp.zeros((2, 32, 32, 1)), 'mask': jnp.zeros((2, 32, 32), jnp.int32)}
-    eval_fn = jax.jit(functools.partial(steps.eval_step, num_classes=3))
-    flops[frem_enabled] = eval_fn.lower(state, batch).compile().cost_analysis()['flops']
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    infer = steps.jit_logits(model)
+    flops[frem_enabled] = infer.lower(variables, batch['image']).compile().cost_analysis()['flops']
     train_fn = jax.jit(functools.partial(steps.train_step, frem_enabled=frem_enabled,
                                          supervision_enabled=False))
     hp = steps.make_hyperparams(4, 10.0, 0.0)

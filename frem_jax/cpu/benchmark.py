@@ -1,46 +1,26 @@
-"""Benchmark of the train and inference steps; prints one JSON line.
+"""Timing of the train step and the inference pass (behind `python -m frem_jax.bench`).
 
-Usage: python -m frem_jax.bench [--batch_sizes=1,4,8] [--image_size=256] [--steps=5]
-       [--features=32,64,128,256,512]
-The defaults are the paper's model at 256². Warm-up steps are excluded; times
-are medians. FLOP counts come from XLA's cost_analysis of the compiled steps
-(`gflops_per_s`) and from the convolutions alone, as the PyTorch peer counts
-them (`conv_gflops_per_s`: 3 x forward conv FLOPs per training image).
+Warm-up steps are excluded; times are medians. FLOP counts come from XLA's
+cost_analysis of the compiled steps (`gflops_per_s`) and from the
+convolutions alone, as the PyTorch peer counts them (`conv_gflops_per_s`:
+3 x forward conv FLOPs per training image).
 """
 
-import json
+import functools
+import os
 import platform
 import resource
 import statistics
-import sys
 import time
 
-from absl import app
-from absl import flags
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from frem_jax import cli
-from frem_jax import cpu_conv
-from frem_jax import host_memory
 from frem_jax import steps
-from frem_jax import xla_setup
-from frem_jax.unet import UNetSE
-
-FLAGS = flags.FLAGS
-flags.DEFINE_list('batch_sizes', ['1', '4', '8'], 'Training batch sizes to time.')
-flags.DEFINE_list('infer_batch_sizes', ['8'], 'Inference batch sizes to time.')
-flags.DEFINE_integer('image_size', 256, 'Image height = width.')
-flags.DEFINE_integer('steps', 5, 'Timed steps per batch size (>= 5 for a median).')
-flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-flags.DEFINE_list('features', ['32', '64', '128', '256', '512'], 'Encoder widths.')
-flags.DEFINE_integer('num_classes', 3, 'K.')
-flags.DEFINE_integer('in_channels', 1, 'Input channels.')
-flags.DEFINE_integer('num_selected', 162, 'FREM B.')
-flags.DEFINE_float('factor', 632.0, 'FREM X.')
-flags.DEFINE_enum('upconv_impl', 'matmul', ['matmul', 'xla'], 'Decoder up-convolution (model.upconv_impl).')
-flags.DEFINE_enum('conv_impl', 'auto', list(cpu_conv.IMPLS), '3x3 convolutions (model.conv_impl).')
+from frem_jax.cpu import ffi
+from frem_jax.cpu import layers as cpu_layers
 
 
 def conv_forward_flops(features, image_size, in_channels, num_classes) -> int:
@@ -76,16 +56,26 @@ def _summary(batch, times, flops_per_step, conv_flops_per_step, compile_s) -> di
           'conv_gflops_per_s': conv_flops_per_step / median / 1e9, 'compile_s': compile_s}
 
 
-def run_benchmark(features, image_size, batch_sizes, infer_batch_sizes, num_steps, warmup,
-                  num_classes=3, in_channels=1, num_selected=162, factor=632.0,
-                  upconv_impl='matmul', conv_impl='auto') -> dict:
-  """Times the train step (FREM on) and the inference forward pass; returns the JSON-able results."""
-  model = UNetSE(num_classes=num_classes, features=tuple(features), upconv_impl=upconv_impl,
-                 conv_impl=conv_impl)
+def _without_kernels(model: nn.Module) -> nn.Module:
+  """`model` with the CPU layers' XLA forms instead of the kernels (the same as `model` otherwise)."""
+  if model.conv is not cpu_layers.Conv:
+    return model
+  return model.clone(conv=functools.partial(cpu_layers.Conv, kernels=False),
+                     conv_transpose=functools.partial(cpu_layers.ConvTranspose, kernels=False))
+
+
+def kernels_used(model: nn.Module) -> bool:
+  """Whether some convolution of `model` runs on the CPU kernels."""
+  return model.conv is cpu_layers.Conv and any(ffi.uses_kernel(f, jnp.float32) for f in model.features)
+
+
+def run_benchmark(model: nn.Module, image_size: int, batch_sizes, infer_batch_sizes, num_steps,
+                  warmup, in_channels=1, num_selected=162, factor=632.0) -> dict:
+  """Times `model`'s train step (FREM on) and inference forward pass; returns the JSON-able results."""
+  features, num_classes = tuple(model.features), model.num_classes
   # XLA's cost analysis does not see into the CPU kernels' custom calls: FLOPs are counted on
   # the same step with XLA's convolutions (lowered only, not compiled).
-  counted = UNetSE(num_classes=num_classes, features=tuple(features), upconv_impl=upconv_impl,
-                   conv_impl='xla')
+  counted = _without_kernels(model)
   shape = (image_size, image_size, in_channels)
   state0 = steps.create_train_state(model, jax.random.key(0, impl='rbg'), shape, 1e-3)
   num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state0.params)))
@@ -130,31 +120,12 @@ def run_benchmark(features, image_size, batch_sizes, infer_batch_sizes, num_step
       'framework': f'jax {jax.__version__}, flax {__import__("flax").__version__}',
       'python': platform.python_version(), 'device': str(jax.devices()[0]),
       'device_kind': jax.devices()[0].device_kind, 'num_devices': jax.device_count(),
-      'xla_flags': xla_setup.current_flags(), 'features': list(features), 'image_size': image_size,
-      'num_classes': num_classes, 'num_params': num_params, 'upconv_impl': upconv_impl,
-      'conv_impl': conv_impl,
-      'cpu_kernels_used': any(cpu_conv.uses_kernel(conv_impl, f, jnp.float32) for f in features),
+      'xla_flags': os.environ.get('XLA_FLAGS', ''), 'features': list(features),
+      'image_size': image_size, 'num_classes': num_classes, 'num_params': num_params,
+      'cpu_kernels_used': kernels_used(model),
       'forward_gflop_per_image': forward_xla_flops / 1e9 if forward_xla_flops else None,
       'conv_forward_gflop_per_image': conv_fwd / 1e9,
       'warmup': warmup, 'steps': num_steps,
       'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
   })
   return result
-
-
-def main(argv):
-  del argv
-  malloc_tuned = host_memory.keep_freed_memory()  # as every entry point does (cli.begin)
-  if FLAGS.steps < 5:
-    print(f'error: --steps={FLAGS.steps}: medians need at least 5 timed steps', file=sys.stderr)
-    sys.exit(1)
-  result = run_benchmark(
-      [int(f) for f in FLAGS.features], FLAGS.image_size, [int(b) for b in FLAGS.batch_sizes],
-      [int(b) for b in FLAGS.infer_batch_sizes], FLAGS.steps, FLAGS.warmup, FLAGS.num_classes,
-      FLAGS.in_channels, FLAGS.num_selected, FLAGS.factor, FLAGS.upconv_impl, FLAGS.conv_impl)
-  result['malloc_tuned'] = malloc_tuned
-  print(json.dumps(result))
-
-
-if __name__ == '__main__':
-  app.run(main, flags_parser=cli.parse_flags)

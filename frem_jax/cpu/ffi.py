@@ -1,12 +1,12 @@
-"""The U-Net's convolutions through this project's XLA:CPU kernels (frem_jax/cpu_kernels).
+"""The U-Net's convolutions through this project's XLA:CPU kernels (frem_jax/cpu/kernels).
 
 `conv3x3`: 3x3 SAME convolutions. XLA:CPU's own convolution is slow on the
 U-Net's narrow high-resolution layers (32 and 64 channels at 256² and 128²).
 `upconv2x2`: the decoder's 2x2 stride-2 transposed convolution, whose
-gradient XLA computes through large transposes (README, Performance).
+gradient XLA computes through large transposes (docs/performance.md).
 
 The kernels are called through the XLA FFI inside the jitted step; on GPU and
-TPU, or where the kernels were not built, the model uses XLA's operations.
+TPU, or where the kernels were not built, the layers use XLA's operations.
 """
 
 import ctypes
@@ -16,8 +16,7 @@ import importlib.util
 import jax
 import jax.numpy as jnp
 
-IMPLS = ('auto', 'xla', 'cpu_kernel')
-_LIBRARY = 'frem_jax.cpu_kernels._kernels'
+_LIBRARY = 'frem_jax.cpu.kernels._kernels'
 _FORWARD = 'frem_conv3x3'
 _WEIGHT_GRAD = 'frem_conv3x3_dw'
 _UP = 'frem_upconv2x2'
@@ -26,7 +25,7 @@ _UP_KERNEL_GRAD = 'frem_upconv2x2_dk'
 _LANES = 16  # the kernels' vector width: output channels must be a multiple of it
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 NOT_BUILT = ('the CPU kernels are not built in this install (reinstall with a C++17 compiler); '
-             "use model.conv_impl='auto' or 'xla'")
+             "use model.layers='auto' or 'flax'")
 
 
 @functools.lru_cache(maxsize=None)
@@ -47,28 +46,17 @@ def available() -> bool:
   return True
 
 
-def uses_kernel(impl: str, features: int, dtype) -> bool:
-  """Whether a conv to `features` channels runs on the CPU kernels under `model.conv_impl=impl`.
-
-  'auto' takes them on the CPU backend when they are built and the layer fits
-  them (float32, a multiple of 16 output channels); 'cpu_kernel' insists
-  (and fails at trace time where they cannot run); 'xla' never uses them.
-  """
-  if impl == 'xla':
-    return False
-  fits = features % _LANES == 0 and jnp.dtype(dtype) == jnp.float32
-  if impl == 'cpu_kernel':  # without the kernels, the first kernel call raises NOT_BUILT
-    if not fits:
-      raise ValueError(f"model.conv_impl='cpu_kernel' needs float32 and a multiple of "
-                       f"{_LANES} channels, got {features} channels of {jnp.dtype(dtype)}")
-    return True
-  if impl != 'auto':
-    raise ValueError(f'model.conv_impl must be one of {IMPLS}, got {impl!r}')
-  return fits and jax.default_backend() == 'cpu' and available()
+def fits(features: int, dtype) -> bool:
+  """Whether a conv to `features` output channels of `dtype` fits the kernels (float32, a multiple of 16)."""
+  return features % _LANES == 0 and jnp.dtype(dtype) == jnp.float32
 
 
-def xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """y = 3x3 SAME convolution of x [N, H, W, C] with kernel [3, 3, C, O], by XLA."""
+def uses_kernel(features: int, dtype) -> bool:
+  """Whether a conv to `features` channels runs on the kernels: it fits, on the CPU backend, where they are built."""
+  return fits(features, dtype) and jax.default_backend() == 'cpu' and available()
+
+
+def _xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
 
 
@@ -88,7 +76,7 @@ def _weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
 
 @jax.custom_vjp
 def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """The same as `xla_conv3x3`, on the CPU kernels (float32, O a multiple of 16)."""
+  """y = 3x3 SAME convolution of x [N, H, W, C] with kernel [3, 3, C, O], on the CPU kernels (float32, O a multiple of 16)."""
   return _forward(x, kernel)
 
 
@@ -103,7 +91,7 @@ def _conv3x3_bwd(residuals, dy):
   if x.shape[3] % _LANES == 0:
     dx = _forward(dy, flipped)
   else:  # e.g. the first layer's 1 or 3 input channels (and usually unused)
-    dx = xla_conv3x3(dy, flipped)
+    dx = _xla_conv3x3(dy, flipped)
   return dx, _weight_grad(x, dy)
 
 

@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-SPLITS = ('train', 'validation', 'test')
+from frem_jax.datasets.names import SPLITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +79,9 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
                 'index': i, 'source': ex.source, 'tile': ex.tile}
 
 
-def prepare_and_load(builder: SegmentationBuilder) -> dict:
-  """Prepares `builder` once, then reads every split into memory: split -> LoadedSplit."""
+def prepare_and_load(builder: SegmentationBuilder, show_progress: bool = True) -> dict:
+  """Prepares `builder` once (with TFDS's progress bars if `show_progress`), then reads every split into memory: split -> LoadedSplit."""
+  tfds.display_progress_bar(show_progress)
   builder.download_and_prepare(file_format='array_record')
   out = {}
   for split, source in builder.as_data_source().items():

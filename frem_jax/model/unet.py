@@ -1,18 +1,17 @@
 """U-Net with a squeeze-and-excitation block per stage, FREM and an optional SuperVision head."""
 
 import functools
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from frem_jax.batch_renorm import BatchRenorm
-from frem_jax.conv import Conv1x1
-from frem_jax.conv import Conv3x3
-from frem_jax.conv import UpConv2x2
-from frem_jax.frem import FREM
-from frem_jax.se_block import SEBlock
+from frem_jax.model.batch_renorm import BatchRenorm
+from frem_jax.model.frem import FREM
+from frem_jax.model.se_block import SEBlock
+
+ModuleDef = Any
 
 
 class Enhancement(NamedTuple):
@@ -27,30 +26,17 @@ class UNetOutput(NamedTuple):
   supervision_logits: Optional[jnp.ndarray] = None
 
 
-def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
-  """2x2 stride-2 max-pool of [N, H, W, C] (H, W even); the same values as `nn.max_pool`.
-
-  As a reshape and a max: the gradient of `nn.max_pool` (reduce_window) builds
-  four index arrays of the input's size, which cost about 0.25 s of the paper
-  model's training step on our CPU. Where a window holds equal maxima, this
-  gradient is shared among them instead of given to one; after ReLU those are
-  zeros, whose gradient ReLU stops either way.
-  """
-  n, h, w, c = x.shape
-  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
-
-
 class Stage(nn.Module):
   """Two (3x3 conv -> norm -> ReLU) followed by an SE block."""
   features: int
-  norm: functools.partial
+  norm: ModuleDef
   se_reduction: int
-  conv_impl: str = 'auto'
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     for i in range(2):
-      x = Conv3x3(self.features, self.conv_impl, name=f'conv{i}')(x)
+      x = self.conv(self.features, (3, 3), use_bias=False, name=f'conv{i}')(x)
       x = nn.relu(self.norm(use_running_average=not train, name=f'norm{i}')(x))
     return SEBlock(self.se_reduction, name='se')(x)
 
@@ -76,11 +62,9 @@ class UNetSE(nn.Module):
     renorm_warmup_steps: normalisation settings (`model.norm_*`, `model.renorm_*`).
     axis_name: mapped axis over which normalisation statistics are averaged
       (pmap); None under jit, where the batch axis is already global.
-    upconv_impl: 'matmul' (`UpConv2x2`, fast on CPU) or 'xla' (`nn.ConvTranspose`);
-      the same parameters and outputs (`model.upconv_impl`).
-    conv_impl: the 3x3 convolutions and the 'matmul' up-convolutions: 'auto'
-      (this project's CPU kernels on the CPU backend where they fit, else XLA's),
-      'xla' or 'cpu_kernel'; the same parameters and outputs (`model.conv_impl`).
+    conv, conv_transpose, max_pool: the layers, flax's own by default; any
+      replacement with the same parameters and outputs may be plugged in (the
+      CPU wing's faster ones: `frem_jax.build.build_model`, `model.layers`).
   """
   num_classes: int
   features: Sequence[int] = (32, 64, 128, 256, 512)
@@ -93,17 +77,11 @@ class UNetSE(nn.Module):
   renorm_d_max: float = 5.0
   renorm_warmup_steps: int = 5000
   axis_name: Optional[str] = None
-  upconv_impl: str = 'matmul'
-  conv_impl: str = 'auto'
+  conv: ModuleDef = nn.Conv
+  conv_transpose: ModuleDef = nn.ConvTranspose
+  max_pool: Callable = nn.max_pool
 
-  def _upconv(self, features: int, name: str) -> nn.Module:
-    if self.upconv_impl == 'matmul':
-      return UpConv2x2(features, self.conv_impl, name=name)
-    if self.upconv_impl == 'xla':
-      return nn.ConvTranspose(features, (2, 2), strides=(2, 2), name=name)
-    raise ValueError(f"model.upconv_impl must be 'matmul' or 'xla', got {self.upconv_impl!r}")
-
-  def _norm(self) -> functools.partial:
+  def _norm(self) -> ModuleDef:
     if self.norm == 'batch_renorm':
       return functools.partial(
           BatchRenorm, momentum=self.norm_momentum, epsilon=self.norm_epsilon,
@@ -130,14 +108,15 @@ class UNetSE(nn.Module):
     Returns:
       UNetOutput with the logits and, in training with SuperVision, its logits.
     """
-    norm = self._norm()
+    stage = functools.partial(Stage, norm=self._norm(), se_reduction=self.se_reduction,
+                              conv=self.conv)
     skips = []
     x = images
     for i, width in enumerate(self.features[:-1]):
-      x = Stage(width, norm, self.se_reduction, self.conv_impl, name=f'encoder{i}')(x, train)
+      x = stage(width, name=f'encoder{i}')(x, train)
       skips.append(x)
-      x = max_pool_2x2(x)
-    x = Stage(self.features[-1], norm, self.se_reduction, self.conv_impl, name='deepest')(x, train)
+      x = self.max_pool(x, (2, 2), strides=(2, 2))
+    x = stage(self.features[-1], name='deepest')(x, train)
     self.sow('intermediates', 'deepest_features', x)
     deepest = x
     if enhancement is None:
@@ -146,12 +125,12 @@ class UNetSE(nn.Module):
       x = FREM(deterministic=False, name='frem')(x, enhancement.num_selected, enhancement.factor)
     self.sow('intermediates', 'enhanced_features', x)
     for i, (width, skip) in reversed(list(enumerate(zip(self.features[:-1], skips)))):
-      x = self._upconv(width, f'up{i}')(x)
+      x = self.conv_transpose(width, (2, 2), strides=(2, 2), name=f'up{i}')(x)
       if i == len(skips) - 1:
         self.sow('intermediates', 'first_skip_features', skip)
       x = jnp.concatenate([x, skip], axis=-1)
-      x = Stage(width, norm, self.se_reduction, self.conv_impl, name=f'decoder{i}')(x, train)
-    logits = Conv1x1(self.num_classes, name='head')(x)
+      x = stage(width, name=f'decoder{i}')(x, train)
+    logits = self.conv(self.num_classes, (1, 1), name='head')(x)
 
     supervision_logits = None
     if self.supervision and (train or self.is_initializing()):

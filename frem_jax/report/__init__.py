@@ -1,6 +1,6 @@
 """The paper's tables and figures from finished runs and searches: OUT/report.md, OUT/report.json, PNGs.
 
-Usage:
+Usage (report/__main__.py):
   python -m frem_jax.report --runs baseline=DIR1 supervision=DIR2 frem=DIR3 [fixed=DIR5] \
       [--search=DIR4 ...] --out=OUT
 
@@ -13,21 +13,19 @@ import json
 import os
 import shutil
 
-from absl import app
-from absl import flags
 import ml_collections
 import numpy as np
 
-from frem_jax import cli
 from frem_jax import datasets
 from frem_jax import files
-from frem_jax import input_pipeline
-from frem_jax import report_figures
-from frem_jax import report_tables
-from frem_jax import search_store
 from frem_jax import trained_run
 from frem_jax import workdir as workdir_lib
 from frem_jax.errors import UserError
+from frem_jax.filenames import RESULTS_FILE
+from frem_jax.filenames import SEARCH_FIGURE
+from frem_jax.report import figures as report_figures
+from frem_jax.report import tables as report_tables
+from frem_jax.search import store as search_store
 
 REPORT_MD = 'report.md'
 REPORT_JSON = 'report.json'
@@ -52,7 +50,7 @@ def _load_results(runs: dict, notes: list) -> dict:
     if name not in report_tables.METHODS:
       notes.append(f'run {name!r} ({path}) is not one of {list(report_tables.METHODS)}: left out')
       continue
-    results_path = os.path.join(path, 'results.json')
+    results_path = os.path.join(path, RESULTS_FILE)
     try:
       with open(results_path) as f:
         results[name] = json.load(f)
@@ -75,7 +73,7 @@ def _panels(runs: dict, results: dict, out: str, num_images: int, notes: list):
   config = ml_collections.ConfigDict(results[ref]['config'])
   data_dir = config.dataset.data_dir or datasets.default_data_dir(runs[ref])
   try:
-    data = input_pipeline.load_dataset(config, data_dir)
+    data = datasets.load_dataset(config, data_dir)
   except UserError as e:
     notes.append(f'qualitative panels left out: the data of run {ref!r} could not be loaded ({e})')
     return None
@@ -103,9 +101,9 @@ def _searches(search_dirs: list, out: str, notes: list) -> list:
     best = search_store.best_trial(record)
     space = record['space']['space']
     figure = None
-    if os.path.exists(os.path.join(path, 'search.png')):
+    if os.path.exists(os.path.join(path, SEARCH_FIGURE)):
       figure = f'search_{space}_{i}.png'
-      shutil.copyfile(os.path.join(path, 'search.png'), os.path.join(out, figure))
+      shutil.copyfile(os.path.join(path, SEARCH_FIGURE), os.path.join(out, figure))
     summaries.append({
         'dir': path, 'space': space, 'ranges': record['space']['ranges'],
         'trials': len(record['trials']),
@@ -178,25 +176,3 @@ def write_report(runs: dict, search_dirs: list, out: str, num_images: int = 3) -
   files.write_text_atomic(os.path.join(out, REPORT_MD), '\n'.join(md))
   files.write_json_atomic(os.path.join(out, REPORT_JSON), report)
   return report
-
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-  cli.quiet_library_logs()
-  with cli.user_errors_exit():
-    # `--runs a=X b=Y` leaves b=Y as a positional argument: take those too.
-    specs = list(FLAGS.runs or []) + argv[1:]
-    if not FLAGS.out:
-      raise UserError('--out=OUT is required')
-    write_report(parse_runs(specs), FLAGS.search or [], FLAGS.out, FLAGS.num_images)
-  print(f'report: {os.path.join(FLAGS.out, REPORT_MD)}')
-
-
-if __name__ == '__main__':
-  flags.DEFINE_multi_string('runs', [], 'NAME=DIR of a finished run (baseline, supervision, frem, fixed).')
-  flags.DEFINE_multi_string('search', [], 'Folder of a TPE search (trials.json).')
-  flags.DEFINE_string('out', None, 'Folder for report.md, report.json and the figures.')
-  flags.DEFINE_integer('num_images', 3, 'Test images in the qualitative panels (Figs. 5/6).')
-  app.run(main, flags_parser=cli.parse_flags)

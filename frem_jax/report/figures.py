@@ -11,16 +11,14 @@ from matplotlib.patches import Patch  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from frem_jax import files
-from frem_jax import predict
-from frem_jax.report_tables import METHODS
-
-# One colour per class index (class 0 first): the palette of the predict command's PNGs.
-CLASS_COLOURS = [rgb for _, rgb in predict.PALETTE]
+from frem_jax.filenames import METRICS_FILE
+from frem_jax.palette import CLASS_COLOURS
+from frem_jax.report.tables import METHODS
 
 
 def read_metrics(workdir: str) -> list:
   """The rows of `workdir/metrics.jsonl` (one per epoch); [] if there is none."""
-  path = os.path.join(workdir, 'metrics.jsonl')
+  path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
   with open(path) as f:

@@ -1,7 +1,7 @@
 """TPE search of B and X (or λ): a resumable outer loop around `train_and_evaluate`.
 
 Usage: python -m frem_jax.search --config=configs/mouse.py --workdir=DIR [--plot_only]
-Each trial trains to the end in DIR/trial_NNN and is scored by its best
+(search/__main__.py). Each trial trains to the end in DIR/trial_NNN and is scored by its best
 validation mIoU (TPE minimises its negative); its test mIoU is recorded but
 never used for choosing. DIR/trials.json is rewritten after every trial, so a
 sweep stopped at any point continues where it was when re-run; with N local
@@ -14,8 +14,6 @@ import os
 import sys
 import time
 
-from absl import app
-from absl import flags
 from absl import logging
 from hyperopt import base
 from hyperopt import tpe
@@ -24,16 +22,14 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from frem_jax import cli
 from frem_jax import datasets
-from frem_jax import input_pipeline
-from frem_jax import search_plot
-from frem_jax import search_space
-from frem_jax import search_store
 from frem_jax import train
 from frem_jax import workdir as workdir_lib
 from frem_jax.errors import TrainingDiverged
 from frem_jax.errors import UserError
+from frem_jax.search import plot as search_plot
+from frem_jax.search import space as search_space
+from frem_jax.search import store as search_store
 
 
 def _run_trial(config, resolved, workdir, entry, device) -> dict:
@@ -102,7 +98,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) ->
   record = search_store.open_record(workdir, config, resolved)
   os.makedirs(workdir, exist_ok=True)
   config = _with_data_dir(config, workdir)
-  input_pipeline.load_dataset(config, config.dataset.data_dir)  # prepares it once; a UserError stops here
+  datasets.load_dataset(config, config.dataset.data_dir)  # prepares it once; a UserError stops here
   domain = base.Domain(lambda _: 0.0, search_space.hyperopt_space(resolved))
   trials = search_store.hyperopt_trials(record, domain)
   devices = list(devices or jax.local_devices())
@@ -137,31 +133,3 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) ->
   bar.close()
   search_plot.plot(record, workdir)
   return record
-
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-  cli.begin(argv)
-  with cli.user_errors_exit():
-    if FLAGS.plot_only:
-      print(search_plot.plot(search_store.load(FLAGS.workdir), FLAGS.workdir))
-      return
-    if FLAGS.config is None:
-      raise UserError('--config is required (unless --plot_only)')
-    record = run_search(cli.config_from_flag('config'), FLAGS.workdir)
-  best = search_store.best_trial(record)
-  if best:
-    print(f'best trial {best["number"]}: {best["values"]}, val mIoU {100 * best["val_miou"]:.2f} %, '
-          f'test mIoU {100 * best["test_miou"]:.2f} %')
-  print(f'trials: {os.path.join(FLAGS.workdir, search_store.TRIALS_FILE)}; '
-        f'figure: {os.path.join(FLAGS.workdir, search_plot.FIGURE_FILE)}')
-
-
-if __name__ == '__main__':
-  cli.define_config_flag(required=False)  # --plot_only needs none
-  flags.DEFINE_string('workdir', None, 'Folder of the sweep: trials.json, best.json, search.png, trial_NNN/.')
-  flags.DEFINE_bool('plot_only', False, 'Only redraw DIR/search.png from DIR/trials.json.')
-  flags.mark_flag_as_required('workdir')
-  app.run(main, flags_parser=cli.parse_flags)

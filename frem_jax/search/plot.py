@@ -7,9 +7,8 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from frem_jax import files
-from frem_jax import search_store
-
-FIGURE_FILE = 'search.png'
+from frem_jax.filenames import SEARCH_FIGURE
+from frem_jax.search import store as search_store
 
 
 def plot(record: dict, workdir: str) -> str:
@@ -48,4 +47,4 @@ def plot(record: dict, workdir: str) -> str:
   if best:
     ax.legend(loc='best', fontsize=8)
   fig.tight_layout()
-  return files.save_figure_atomic(fig, os.path.join(workdir, FIGURE_FILE))
+  return files.save_figure_atomic(fig, os.path.join(workdir, SEARCH_FIGURE))

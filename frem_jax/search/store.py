@@ -10,12 +10,12 @@ import ml_collections
 from frem_jax import files
 from frem_jax import workdir as workdir_lib
 from frem_jax.errors import UserError
+from frem_jax.filenames import BEST_FILE
+from frem_jax.filenames import TRIALS_FILE
 
-TRIALS_FILE = 'trials.json'
-BEST_FILE = 'best.json'
 FORMAT = 1
 # Config keys that may differ when a sweep is resumed: more trials, or the data moved.
-RESUMABLE_KEYS = ('search.max_evals', 'dataset.source_dir', 'dataset.data_dir', 'model.conv_impl')
+RESUMABLE_KEYS = ('search.max_evals', 'dataset.source_dir', 'dataset.data_dir', 'model.layers')
 
 
 def load(workdir: str) -> dict:

@@ -1,17 +1,15 @@
-"""Training and evaluation of U-Net+SE with FREM or SuperVision.
+"""Training and evaluation of U-Net+SE with FREM or SuperVision: `train_and_evaluate(config, workdir)`.
 
-Usage: python -m frem_jax.train --config=configs/demo.py --workdir=runs/demo
+The command line is `python -m frem_jax.train` (train/__main__.py).
 """
 
-import functools
+import dataclasses
 import math
 import os
 import sys
 import time
 from typing import Optional
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
@@ -20,58 +18,22 @@ import numpy as np
 from tqdm import tqdm
 
 from frem_jax import checkpointing
-from frem_jax import cli
 from frem_jax import datasets
 from frem_jax import epochs as epochs_lib
 from frem_jax import files
-from frem_jax import frem as frem_lib
 from frem_jax import input_pipeline
 from frem_jax import metrics
 from frem_jax import parallel
+from frem_jax import randomness
 from frem_jax import section_eval
 from frem_jax import steps
 from frem_jax import workdir as workdir_lib
+from frem_jax.build import build_model
 from frem_jax.config_validation import validate_config
 from frem_jax.errors import TrainingDiverged
+from frem_jax.filenames import RESULTS_FILE
 from frem_jax.metric_logging import MetricLogger
-from frem_jax.unet import UNetSE
-
-RESULTS_FILE = 'results.json'
-# Independent PRNG streams derived from the run's seed.
-_INIT_STREAM, _FREM_STREAM = 0, 1
-# 'rbg' keys: XLA:CPU compiles the threefry initialisers of the whole network
-# about 3x slower (7.4 s vs 2.3 s for a tiny U-Net), and every run pays it.
-PRNG_IMPL = 'rbg'
-
-
-def run_key(seed: int) -> jax.Array:
-  """The root PRNG key of a run; every other key is folded in from it."""
-  return jax.random.key(seed, impl=PRNG_IMPL)
-
-
-def build_model(config: ml_collections.ConfigDict, num_classes: int,
-                axis_name: Optional[str] = None) -> UNetSE:
-  """The U-Net+SE described by `config.model` (with the SuperVision head if enabled)."""
-  m = config.model
-  return _model(
-      num_classes=num_classes, features=tuple(m.features), norm=m.norm,
-      se_reduction=m.se_reduction, supervision=config.supervision.enabled,
-      norm_momentum=m.norm_momentum, norm_epsilon=m.norm_epsilon, renorm_r_max=m.renorm_r_max,
-      renorm_d_max=m.renorm_d_max, renorm_warmup_steps=m.renorm_warmup_steps, axis_name=axis_name,
-      upconv_impl=m.upconv_impl, conv_impl=m.get('conv_impl', 'auto'))  # runs saved before conv_impl existed
-
-
-@functools.lru_cache(maxsize=None)
-def _model(**attributes) -> UNetSE:
-  # One instance per architecture, so that runs in one process (a sweep) share the
-  # train state's static apply_fn and with it the compiled train step.
-  return UNetSE(**attributes)
-
-
-def frem_epoch_key(seed: int, epoch: int, mode: str) -> jax.Array:
-  """FREM's key for `epoch`: new channels every epoch ('random'), or the same all run ('fixed')."""
-  base = jax.random.fold_in(run_key(seed), _FREM_STREAM)
-  return base if mode == 'fixed' else jax.random.fold_in(base, epoch)
+from frem_jax.model import frem as frem_lib
 
 
 def hyperparams(config: ml_collections.ConfigDict) -> steps.Hyperparams:
@@ -117,6 +79,14 @@ def _count_params(params) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
 
 
+@dataclasses.dataclass
+class _Progress:
+  """What a checkpoint records besides the state: the last epoch, the time trained, the best mIoU so far."""
+  epoch: int = 0
+  train_seconds: float = 0.0
+  best_miou: float = -math.inf
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
   """Trains (or resumes) a run in `workdir`, evaluates its best checkpoint on test, writes results.json.
 
@@ -126,117 +96,151 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   Returns:
     The results dictionary written to `workdir/results.json`.
   """
+  devices = _check(config, workdir, devices)
+  data = datasets.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
+  workdir_lib.record(workdir, config)
+  axis_name = parallel.PMAP_AXIS if config.parallelism == 'pmap' else None
+  model = build_model(config, data.num_classes, axis_name)
+  state = steps.create_train_state(model, randomness.init_key(config.seed),
+                                   data.splits['train'].images.shape[1:], config.learning_rate)
+  runner = epochs_lib.EpochRunner(
+      data.splits['train'], config.batch_size, config.seed, frem_enabled=config.frem.enabled,
+      supervision_enabled=config.supervision.enabled, parallelism=config.parallelism,
+      data_on_device=config.data_on_device, augment=config.dataset.augment, devices=devices)
+  manager = checkpointing.make_manager(workdir)
+  logger = MetricLogger(workdir)
+  try:
+    state, progress = _resume(manager, logger, state, workdir)
+    state, progress = _train_epochs(config, data, runner, manager, logger, state, progress)
+    best_epoch = manager.best_step()
+    best_state, _ = checkpointing.restore(manager, best_epoch, state)
+    evaluation = _evaluate_best(config, data, runner, model, best_state)
+  finally:
+    manager.close()
+    logger.close()
+  results = _results(config, data, state, best_epoch, progress, evaluation)
+  files.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+  return results
+
+
+def _check(config: ml_collections.ConfigDict, workdir: str, devices) -> list:
+  """The devices to train on, after checking the config and the workdir (nothing is touched on error)."""
   validate_config(config)
   devices = list(devices) if devices else parallel.local_devices(config.num_devices)
   parallel.check_divisible(config.batch_size, len(devices))
   parallel.check_divisible(config.eval_batch_size, len(devices), 'eval_batch_size')
   workdir_lib.check(workdir, config)
-  data = input_pipeline.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
-  workdir_lib.record(workdir, config)
-  train_split = data.splits['train']
-  axis_name = parallel.PMAP_AXIS if config.parallelism == 'pmap' else None
-  model = build_model(config, data.num_classes, axis_name)
-  state = steps.create_train_state(
-      model, jax.random.fold_in(run_key(config.seed), _INIT_STREAM),
-      train_split.images.shape[1:], config.learning_rate)
-  runner = epochs_lib.EpochRunner(
-      train_split, config.batch_size, config.seed, frem_enabled=config.frem.enabled,
-      supervision_enabled=config.supervision.enabled, parallelism=config.parallelism,
-      data_on_device=config.data_on_device, augment=config.dataset.augment, devices=devices)
+  return devices
+
+
+def _resume(manager, logger: MetricLogger, state: steps.TrainState, workdir: str):
+  """The latest checkpoint's state and progress, or the fresh state; the metrics log cut to match."""
+  progress = _Progress()
+  if manager.latest_step() is not None:
+    progress.epoch = manager.latest_step()
+    state, meta = checkpointing.restore(manager, progress.epoch, state)
+    progress.train_seconds, progress.best_miou = meta['train_seconds'], meta['best_val_miou']
+    logging.info('Resuming %s from epoch %d.', workdir, progress.epoch)
+  logger.truncate_after(progress.epoch)
+  return state, progress
+
+
+def _train_epochs(config, data: input_pipeline.Dataset, runner: epochs_lib.EpochRunner, manager,
+                  logger: MetricLogger, state: steps.TrainState, progress: _Progress):
+  """Trains the remaining epochs: validation, feature statistics, checkpoints and logs after each."""
   eval_fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh)
   hparams = hyperparams(config)
-  channels = config.model.features[-1]
-
-  manager = checkpointing.make_manager(workdir)
-  logger = MetricLogger(workdir)
-  start_epoch, train_seconds = 0, 0.0
-  best_miou = -math.inf
-  if manager.latest_step() is not None:
-    start_epoch = manager.latest_step()
-    state, meta = checkpointing.restore(manager, start_epoch, state)
-    train_seconds, best_miou = meta['train_seconds'], meta['best_val_miou']
-    logging.info('Resuming %s from epoch %d.', workdir, start_epoch)
-  logger.truncate_after(start_epoch)
+  train_split = data.splits['train']
   train_state = runner.put(state)
+  epochs = tqdm(range(progress.epoch + 1, config.num_epochs + 1), initial=progress.epoch,
+                total=config.num_epochs, desc='epochs', unit='epoch', file=sys.stderr)
+  for epoch in epochs:
+    t0 = time.perf_counter()
+    key = randomness.frem_epoch_key(config.seed, epoch, config.frem.mode)
+    train_state, loss_sum = runner.run(train_state, epoch, hparams, key)
+    loss = float(loss_sum) / input_pipeline.steps_per_epoch(train_split, config.batch_size)
+    state = runner.get(train_state)
+    if not math.isfinite(loss):
+      raise TrainingDiverged(
+          f'training diverged: the loss is {loss} in epoch {epoch} (frem.factor={config.frem.factor}, '
+          f'learning_rate={config.learning_rate}); nothing of this epoch was saved')
+    progress.train_seconds += time.perf_counter() - t0
+    scalars = {'train/loss': loss}
+    val_miou = None
+    if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
+      sums = evaluate(eval_fn, state, data.splits['validation'], config.eval_batch_size, hparams, key)
+      scalars.update(_validation_scalars(config, data, sums, key))
+      val_miou = scalars['val/miou'] if scalars['val/miou'] is not None else 0.0
+    improved = val_miou is not None and val_miou > progress.best_miou
+    progress.best_miou = max(progress.best_miou, val_miou) if val_miou is not None else progress.best_miou
+    progress.epoch = epoch
+    if improved or epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
+      checkpointing.save(manager, epoch, state,
+                         {'epoch': epoch, 'train_seconds': progress.train_seconds,
+                          'best_val_miou': progress.best_miou}, val_miou)
+    logger.write(epoch, scalars)
+    epochs.set_postfix(loss=f'{loss:.4f}', val_miou=f'{progress.best_miou:.4f}')
+  manager.wait_until_finished()
+  return state, progress
 
-  try:
-    epochs = tqdm(range(start_epoch + 1, config.num_epochs + 1), initial=start_epoch,
-                  total=config.num_epochs, desc='epochs', unit='epoch', file=sys.stderr)
-    for epoch in epochs:
-      t0 = time.perf_counter()
-      key = frem_epoch_key(config.seed, epoch, config.frem.mode)
-      train_state, loss_sum = runner.run(train_state, epoch, hparams, key)
-      loss = float(loss_sum) / input_pipeline.steps_per_epoch(train_split, config.batch_size)
-      state = runner.get(train_state)
-      if not math.isfinite(loss):
-        raise TrainingDiverged(
-            f'training diverged: the loss is {loss} in epoch {epoch} (frem.factor={config.frem.factor}, '
-            f'learning_rate={config.learning_rate}); nothing of this epoch was saved')
-      train_seconds += time.perf_counter() - t0
-      scalars = {'train/loss': loss}
-      val_miou = None
-      if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
-        sums = evaluate(eval_fn, state, data.splits['validation'], config.eval_batch_size, hparams, key)
-        val = metrics.summarize(sums['confusion'], data.class_names)
-        val_miou = val['miou'] if val['miou'] is not None else 0.0
-        scalars['val/miou'] = val['miou']
-        scalars.update({f'val/iou/{k}': v for k, v in val['iou_per_class'].items()})
-        enhanced = (np.asarray(frem_lib.selected_channels(key, channels, config.frem.num_selected))
-                    if config.frem.enabled else None)
-        scalars.update(feature_stats(sums, enhanced))
-      improved = val_miou is not None and val_miou > best_miou
-      best_miou = max(best_miou, val_miou) if val_miou is not None else best_miou
-      if improved or epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
-        checkpointing.save(manager, epoch, state,
-                           {'epoch': epoch, 'train_seconds': train_seconds,
-                            'best_val_miou': best_miou}, val_miou)
-      logger.write(epoch, scalars)
-      epochs.set_postfix(loss=f'{loss:.4f}', val_miou=f'{best_miou:.4f}')
-    manager.wait_until_finished()
 
-    best_epoch = manager.best_step()
-    best_state, _ = checkpointing.restore(manager, best_epoch, state)
-    def summarize(fn, split, frem_key):
-      sums = evaluate(fn, best_state, data.splits[split], config.eval_batch_size, hparams, frem_key)
-      return metrics.summarize(sums['confusion'], data.class_names)
+def _validation_scalars(config, data: input_pipeline.Dataset, sums: dict, key: jax.Array) -> dict:
+  """The logged validation mIoU, IoU per class and feature statistics of one epoch."""
+  val = metrics.summarize(sums['confusion'], data.class_names)
+  scalars = {'val/miou': val['miou']}
+  scalars.update({f'val/iou/{k}': v for k, v in val['iou_per_class'].items()})
+  enhanced = (np.asarray(frem_lib.selected_channels(key, config.model.features[-1], config.frem.num_selected))
+              if config.frem.enabled else None)
+  scalars.update(feature_stats(sums, enhanced))
+  return scalars
 
-    # FREM's key at test (used only with eval.frem_at_test): epoch 0's, which training never uses.
-    test_key = frem_epoch_key(config.seed, 0, config.frem.mode)
-    val, test = summarize(eval_fn, 'validation', test_key), summarize(eval_fn, 'test', test_key)
-    frem_at_test = None
-    if config.eval.frem_at_test:
-      fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh, frem_at_test=True)
-      frem_at_test = {'val': summarize(fn, 'validation', test_key), 'test': summarize(fn, 'test', test_key),
-                      'key': f'frem_epoch_key(seed={config.seed}, epoch=0, mode={config.frem.mode!r})'}
-    full_sections = None
-    if config.dataset.name == 'drosophila_vnc':
-      apply = steps.jit_logits(model)
-      variables = {'params': best_state.params, 'batch_stats': best_state.batch_stats}
-      full_sections = section_eval.evaluate_full_sections(
-          lambda x: apply(variables, x), data.splits['test'], config.dataset.image_size,
-          config.eval.full_section_overlap, data.class_names)
-  finally:
-    manager.close()
-    logger.close()
 
+def _evaluate_best(config, data: input_pipeline.Dataset, runner: epochs_lib.EpochRunner, model,
+                   best_state: steps.TrainState) -> dict:
+  """The best checkpoint on validation and test; with FREM at test (Table 1) and whole sections if configured."""
+  hparams = hyperparams(config)
+
+  def summarize(fn, split, frem_key):
+    sums = evaluate(fn, best_state, data.splits[split], config.eval_batch_size, hparams, frem_key)
+    return metrics.summarize(sums['confusion'], data.class_names)
+
+  # FREM's key at test (used only with eval.frem_at_test): epoch 0's, which training never uses.
+  test_key = randomness.frem_epoch_key(config.seed, 0, config.frem.mode)
+  eval_fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh)
+  out = {'val': summarize(eval_fn, 'validation', test_key), 'test': summarize(eval_fn, 'test', test_key)}
+  if config.eval.frem_at_test:
+    fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh, frem_at_test=True)
+    out['frem_at_test'] = {
+        'val': summarize(fn, 'validation', test_key), 'test': summarize(fn, 'test', test_key),
+        'key': f'frem_epoch_key(seed={config.seed}, epoch=0, mode={config.frem.mode!r})'}
+  if config.dataset.name == 'drosophila_vnc':  # its test sections are also scored whole
+    apply = steps.jit_logits(model)
+    variables = {'params': best_state.params, 'batch_stats': best_state.batch_stats}
+    out['test_full_sections'] = section_eval.evaluate_full_sections(
+        lambda x: apply(variables, x), data.splits['test'], config.dataset.image_size,
+        config.eval.full_section_overlap, data.class_names)
+  return out
+
+
+def _results(config, data: input_pipeline.Dataset, state: steps.TrainState, best_epoch: int,
+             progress: _Progress, evaluation: dict) -> dict:
+  """The content of results.json (docs/outputs.md)."""
   inference_params = {k: v for k, v in state.params.items() if k != 'supervision_head'}
   results = {
       'config': workdir_lib.config_to_json(config),
       'class_names': list(data.class_names),
       'best_epoch': int(best_epoch),
       'epochs_completed': int(config.num_epochs),
-      'val': val,
-      'test': test,
+      'val': evaluation['val'],
+      'test': evaluation['test'],
       'num_params': _count_params(state.params),
       'num_params_inference': _count_params(inference_params),
-      'train_seconds': train_seconds,
+      'train_seconds': progress.train_seconds,
       'normalization': {'mean': data.mean, 'std': data.std},
   }
-  if frem_at_test is not None:
-    results['frem_at_test'] = frem_at_test
-  if full_sections is not None:
-    results['test_full_sections'] = full_sections
-  files.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+  for key in ('frem_at_test', 'test_full_sections'):
+    if evaluation.get(key) is not None:
+      results[key] = evaluation[key]
   return results
 
 
@@ -252,21 +256,3 @@ def format_results(results: dict) -> str:
 
 def _pct(value) -> str:
   return 'n/a' if value is None else f'{100 * value:6.2f} %'
-
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-  cli.begin(argv)
-  with cli.user_errors_exit():
-    results = train_and_evaluate(cli.config_from_flag('config'), FLAGS.workdir)
-  print(format_results(results))
-  print(f'results: {os.path.join(FLAGS.workdir, RESULTS_FILE)}')
-
-
-if __name__ == '__main__':
-  cli.define_config_flag()
-  flags.DEFINE_string('workdir', None, 'Folder for checkpoints, logs and results.json.')
-  flags.mark_flag_as_required('workdir')
-  app.run(main, flags_parser=cli.parse_flags)

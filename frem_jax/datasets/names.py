@@ -1,0 +1,4 @@
+"""The names of the datasets (`dataset.name`) and of their splits, for every module that lists them."""
+
+NAMES = ('synthetic_cells', 'drosophila_vnc', 'mouse_liver', 'cell_folder')
+SPLITS = ('train', 'validation', 'test')
