@@ -191,7 +191,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                            {'epoch': epoch, 'train_seconds': train_seconds,
                             'best_val_miou': best_miou}, val_miou)
       logger.write(epoch, scalars)
-      epochs.set_postfix(loss=f'{loss:.4f}', val_miou=f'{best_miou:.4f}')
+      # This epoch's validation mIoU (n/a if not evaluated) beside the best so far: one value repeated reads as stalled.
+      epochs.set_postfix(loss=f'{loss:.4f}', val_miou='n/a' if val_miou is None else f'{val_miou:.4f}',
+                         best_val_miou=f'{best_miou:.4f}' if math.isfinite(best_miou) else 'n/a')
     manager.wait_until_finished()
 
     best_epoch = manager.best_step()
