@@ -23,8 +23,12 @@ def make_manager(workdir: str) -> ocp.CheckpointManager:
       ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m[METRIC], reverse=False, n=1,
                                     keep_checkpoints_without_metrics=False),
   ])
+  # Synchronous saves: `save` waits for each anyway, and with async saves orbax counts that wait
+  # against the next save and warns "Waiting for previous save to complete took N seconds"
+  # on every slow disk, though nothing waits there.
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=policy, best_fn=lambda m: m[METRIC], best_mode='max', create=True)
+      preservation_policy=policy, best_fn=lambda m: m[METRIC], best_mode='max', create=True,
+      enable_async_checkpointing=False)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
                                options=options, item_names=('state', 'meta'))
 

@@ -112,7 +112,8 @@ def test_bad_masks_and_an_output_over_the_input_are_refused_before_writing(tiny_
   with pytest.raises(UserError, match=r'in/b.png has no mask in --masks=.*add b.png'):
     predict.predict_files(tiny_run, str(tmp_path / 'in'), out, 8, masks=str(tmp_path / 'masks'))
   save_png(tmp_path / 'masks' / 'b.png', np.zeros((40, 40)))
-  with pytest.raises(UserError, match=r'masks/a.png holds the value 5; masks must hold class indices 0..2'):
+  with pytest.raises(UserError, match=r'masks/a.png holds the value 5, which is not in the class '
+                                      r'mapping \[0, 1, 2\]; masks must hold class indices 0..2 \('):
     predict.predict_files(tiny_run, str(tmp_path / 'in'), out, 8, masks=str(tmp_path / 'masks'))
   with pytest.raises(UserError, match='would overwrite the input'):
     predict.predict_files(tiny_run, str(tmp_path / 'in'), str(tmp_path / 'in'), 8)

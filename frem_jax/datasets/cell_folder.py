@@ -74,22 +74,10 @@ class CellFolder(base.SegmentationBuilder):
 
   def __init__(self, *, source_dir: str, classes: tuple, tile_size: int,
                split_fractions: tuple = (0.7, 0.1, 0.2), split_seed: int = 0, **kwargs):
-    self._check_folder(source_dir)
     self._source_dir, self._tile = source_dir, tile_size
     self._mapping = {int(v): i for i, (v, _) in enumerate(classes)}
     self.class_names = tuple(str(name) for _, name in classes)
-    images = image_io.stems(os.path.join(source_dir, self.IMAGE_DIR))
-    masks = image_io.stems(os.path.join(source_dir, self.MASK_DIR))
-    for stem in images:
-      if stem not in masks:
-        raise UserError(f'{images[stem]} has no mask in {os.path.join(source_dir, self.MASK_DIR)}; '
-                        'add NAME with the same stem or remove the image')
-    for stem in masks:
-      if stem not in images:
-        raise UserError(f'{masks[stem]} has no image in {os.path.join(source_dir, self.IMAGE_DIR)}; '
-                        'add the image or remove the mask')
-    if not images:
-      raise UserError(f'{os.path.join(source_dir, self.IMAGE_DIR)} holds no PNG or TIFF images')
+    images, masks = self.pairs(source_dir)
     self._images, self._masks = images, masks
     self._stems = sorted(images)
     self._splits = split_stems(self._stems, source_dir, tuple(split_fractions), split_seed)
@@ -99,12 +87,31 @@ class CellFolder(base.SegmentationBuilder):
     super().__init__(options=options, image_shape=(tile_size, tile_size, channels),
                      image_dtype=np.float32, **kwargs)
 
-  def _check_folder(self, source_dir: str) -> None:
-    for sub in (self.IMAGE_DIR, self.MASK_DIR):
+  @classmethod
+  def pairs(cls, source_dir: str) -> tuple[dict, dict]:
+    """Stem -> image path and stem -> mask path of `source_dir`; UserError for a file without its pair."""
+    cls.check_folder(source_dir)
+    images = image_io.stems(os.path.join(source_dir, cls.IMAGE_DIR))
+    masks = image_io.stems(os.path.join(source_dir, cls.MASK_DIR))
+    for stem in images:
+      if stem not in masks:
+        raise UserError(f'{images[stem]} has no mask in {os.path.join(source_dir, cls.MASK_DIR)}; '
+                        'add NAME with the same stem or remove the image')
+    for stem in masks:
+      if stem not in images:
+        raise UserError(f'{masks[stem]} has no image in {os.path.join(source_dir, cls.IMAGE_DIR)}; '
+                        'add the image or remove the mask')
+    if not images:
+      raise UserError(f'{os.path.join(source_dir, cls.IMAGE_DIR)} holds no PNG or TIFF images')
+    return images, masks
+
+  @classmethod
+  def check_folder(cls, source_dir: str) -> None:
+    for sub in (cls.IMAGE_DIR, cls.MASK_DIR):
       path = os.path.join(source_dir or '.', sub)
       if not source_dir or not os.path.isdir(path):
         raise UserError(f'{path} does not exist; cell_folder needs dataset.source_dir with '
-                        f'{self.IMAGE_DIR}/ and {self.MASK_DIR}/ of matching file names (docs/datasets.md)')
+                        f'{cls.IMAGE_DIR}/ and {cls.MASK_DIR}/ of matching file names (docs/datasets.md)')
 
   def examples(self, split: str) -> Iterator[base.Example]:
     channels = self._image_shape[-1]
@@ -137,9 +144,10 @@ class MouseLiver(CellFolder):
                **kwargs):
     super().__init__(split_fractions=split_fractions, split_seed=split_seed, **kwargs)
 
-  def _check_folder(self, source_dir: str) -> None:
-    path = os.path.join(source_dir or '<dataset.source_dir unset>', self.IMAGE_DIR)
-    if not source_dir or not os.path.isdir(path) or not os.path.isdir(os.path.join(source_dir, self.MASK_DIR)):
+  @classmethod
+  def check_folder(cls, source_dir: str) -> None:
+    path = os.path.join(source_dir or '<dataset.source_dir unset>', cls.IMAGE_DIR)
+    if not source_dir or not os.path.isdir(path) or not os.path.isdir(os.path.join(source_dir, cls.MASK_DIR)):
       raise UserError(
           f'{path} does not exist: the mouse liver dataset (Imanishi et al., Cell Struct. Funct. 2018) '
           'is not public; ask its authors (Hotta lab, Meijo University) for it, put the 50 images in '

@@ -58,12 +58,13 @@ def stems(folder: str) -> dict:
   return out
 
 
-def to_classes(values: np.ndarray, mapping: dict, path: str) -> np.ndarray:
+def to_classes(values: np.ndarray, mapping: dict, path: str,
+               hint: str = 'add it to dataset.classes or fix the mask') -> np.ndarray:
   """Label-map values -> class indices (uint8) by `mapping` {value: index}; names an unmapped value."""
   unknown = np.setdiff1d(np.unique(values), np.fromiter(mapping, np.int64))
   if unknown.size:
     raise UserError(f'{path} holds the value {int(unknown[0])}, which is not in the class mapping '
-                    f'{sorted(mapping)}; add it to dataset.classes or fix the mask')
+                    f'{sorted(mapping)}; {hint}')
   lut = np.zeros(int(max(mapping)) + 1, np.uint8)
   for value, index in mapping.items():
     lut[value] = index

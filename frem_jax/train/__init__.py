@@ -179,7 +179,9 @@ def _train_epochs(config, data: input_pipeline.Dataset, runner: epochs_lib.Epoch
                          {'epoch': epoch, 'train_seconds': progress.train_seconds,
                           'best_val_miou': progress.best_miou}, val_miou)
     logger.write(epoch, scalars)
-    epochs.set_postfix(loss=f'{loss:.4f}', val_miou=f'{progress.best_miou:.4f}')
+    # This epoch's validation mIoU (n/a if not evaluated) beside the best so far: one value repeated reads as stalled.
+    epochs.set_postfix(loss=f'{loss:.4f}', val_miou='n/a' if val_miou is None else f'{val_miou:.4f}',
+                       best_val_miou=f'{progress.best_miou:.4f}' if math.isfinite(progress.best_miou) else 'n/a')
   manager.wait_until_finished()
   return state, progress
 
