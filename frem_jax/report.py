@@ -77,7 +77,8 @@ def _seed_sections(loaded: dict, md: list, report: dict, notes: list) -> None:
   """Tables 2/3, whole sections and Table 1 as mean ± std over seeds, and the paired differences."""
   runs = {n: [r for _, r in loaded[n]] for n in loaded}
   names = [n for n in report_tables.METHODS if n in runs and n != 'fixed']
-  seeds = {}
+  seeds = {'settings': report_seeds.settings(runs)}
+  md += ['## Runs over seeds', '', 'From the runs\' configs:', ''] + [f'- {line}' for line in seeds['settings']] + ['']
   if names:
     table, seeds['table_iou'] = report_seeds.iou_table(runs, names)
     md += ['## Per-class test IoU over seeds (the paper\'s Tables 2/3)', '',

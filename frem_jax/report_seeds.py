@@ -149,3 +149,29 @@ def paired_differences(loaded: dict) -> list:
   for entry in entries:
     entry['sentence'] = sentence(entry)
   return entries
+
+
+def settings(loaded: dict) -> list:
+  """One line per method: its seeds and the protocol read from its runs' configs (epochs, widths, tiles, B, X, λ)."""
+  lines = []
+  for name, runs in loaded.items():
+    configs = [r.get('config', {}) for r in runs]
+    def values(get):
+      found = []
+      for c in configs:
+        try:
+          v = get(c)
+        except (KeyError, TypeError):
+          continue
+        if v not in found:
+          found.append(v)
+      return ' / '.join(str(tuple(v) if isinstance(v, list) else v) for v in found) or '?'
+    text = (f'{LABELS.get(name, name)}: seeds {", ".join(str(s) for s in _seeds(runs))}; '
+            f'epochs {values(lambda c: c["num_epochs"])}, widths {values(lambda c: c["model"]["features"])}, '
+            f'tiles {values(lambda c: c["dataset"]["image_size"])}²')
+    if any(c.get('frem', {}).get('enabled') for c in configs):
+      text += f', B = {values(lambda c: c["frem"]["num_selected"])}, X = {values(lambda c: c["frem"]["factor"])}'
+    if any(c.get('supervision', {}).get('enabled') for c in configs):
+      text += f', λ = {values(lambda c: c["supervision"]["weight"])}'
+    lines.append(text)
+  return lines

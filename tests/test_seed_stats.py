@@ -31,7 +31,10 @@ FREM_AT_TEST = [0.69, 0.74, 0.73]
 
 def fake_results(method, seed, ious=None, full=None, at_test=None):
   bg, cell = ious if ious is not None else IOUS[method][seed]
-  results = {'config': {'seed': seed, 'dataset': {'name': 'drosophila_vnc'}},
+  results = {'config': {'seed': seed, 'num_epochs': 3, 'dataset': {'name': 'drosophila_vnc', 'image_size': 256},
+                        'model': {'features': [16, 32, 64, 128, 512]},
+                        'frem': {'enabled': method == 'frem', 'num_selected': 8, 'factor': 250.0},
+                        'supervision': {'enabled': method == 'supervision', 'weight': 0.2781}},
              'class_names': ['background', 'cell'], 'epochs_completed': 3, 'train_seconds': 30.0,
              'test': {'miou': (bg + cell) / 2, 'iou_per_class': {'background': bg, 'cell': cell}}}
   if full is not None:
@@ -177,6 +180,8 @@ def test_report_over_seeds(tmp_path):
   assert '| U-Net + SE block | 3 | 77.00 ± 2.00 | 77.00 ± 2.00 |' not in md  # tiles vs sections differ
   assert '| U-Net + SE block | 3 | 72.00 ± 2.00 | 77.00 ± 2.00 |' in md
   assert 'seed 0: +1.00, seed 1: +3.00, seed 2: +2.00' in md
+  assert ('- FREM: seeds 0, 1, 2; epochs 3, widths (16, 32, 64, 128, 512), tiles 256², B = 8, X = 250.0' in md)
+  assert '- SuperVision: seeds 0, 1, 2; epochs 3, widths (16, 32, 64, 128, 512), tiles 256², λ = 0.2781' in md
   assert 'FREM is higher than SuperVision on these seeds' in md
   assert seeds['table1']['frem_enhanced_at_test']['mean'] == pytest.approx(0.72)
   assert 'table_iou' not in rep and rep['runs']['frem'] == dirs['frem']
