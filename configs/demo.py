@@ -1,10 +1,20 @@
-"""Demo: FREM on the embedded synthetic cell images at 64², narrow widths, a few minutes on a CPU."""
+"""Demo: FREM on the embedded synthetic cell images at 64², narrow widths, a few minutes on a CPU.
+
+  --config=configs/demo.py              U-Net+SE with FREM (B=40, X=632)
+  --config=configs/demo.py:baseline     U-Net+SE
+  --config=configs/demo.py:supervision  U-Net+SE with SuperVision (λ = supervision.weight's default)
+"""
 
 from configs import default
 
+VARIANTS = ('frem', 'baseline', 'supervision')
 
-def get_config():
-  """Small, fast variant of the defaults for a first run on any machine."""
+
+def get_config(variant: str = 'frem'):
+  """Small, fast variant of the defaults for a first run on any machine; `variant` is one of VARIANTS."""
+  variant = variant or 'frem'
+  if variant not in VARIANTS:
+    raise ValueError(f'unknown variant {variant!r} of configs/demo.py; use one of {VARIANTS}')
   config = default.get_config()
   config.num_epochs = 40
   config.batch_size = 8
@@ -17,4 +27,8 @@ def get_config():
   config.model.renorm_warmup_steps = 200
   config.frem.num_selected = 40  # B scaled with the width: 162/512 of the channels
   config.frem.factor = 632.0
+  if variant in ('baseline', 'supervision'):
+    config.frem.enabled = False
+  if variant == 'supervision':
+    config.supervision.enabled = True
   return config

@@ -6,7 +6,7 @@
 #   --config=FILE     experiment config, e.g. configs/mouse.py or configs/drosophila.py:supervision
 #   --workdir=DIR     sweep folder: trials.json, best.json, search.png, trial_NNN/, and search.log
 #   --gpus=LIST       GPUs to use, e.g. 0,1 (sets CUDA_VISIBLE_DEVICES); default: all of them
-#   --python=PY       the Python of the environment with frem_jax and jax[cuda12] installed
+#   --python=PY       the Python of the environment with frem_jax[cuda12] installed
 #                     (default: .venv/bin/python if it exists, else python3)
 #   --install         first install the project with CUDA 12 jax into PY's environment
 #   --background      detach (nohup); follow with: tail -f DIR/search.log
@@ -54,7 +54,7 @@ if [[ -n "$gpus" ]]; then
 fi
 echo "# GPUs: ${gpus:-all}; each trial runs on one GPU, as many trials at once as GPUs"
 if [[ $install == 1 ]]; then
-  run "$python" -m pip install -q -e . "jax[cuda12]==0.10.2"
+  run "$python" -m pip install -q -e '.[cuda12]'
 fi
 cmd=("$python" -m frem_jax.search "--config=$config" "--workdir=$workdir" "$@")
 run mkdir -p "$workdir"

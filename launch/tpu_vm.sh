@@ -113,7 +113,7 @@ case "$step" in
     run "${gc[@]}" scp "$archive" "$name:frem_jax.tar.gz" "${where[@]}"
     on_vm "set -e; sudo apt-get update -q && sudo apt-get install -y -q python3.11 python3.11-venv; \
 mkdir -p frem_jax && tar -xzf frem_jax.tar.gz -C frem_jax && cd frem_jax && python3.11 -m venv .venv && \
-.venv/bin/pip install -q -e . 'jax[tpu]==0.10.2' && .venv/bin/python -c 'import jax; print(jax.devices())'"
+.venv/bin/pip install -q -e '.[tpu]' && .venv/bin/python -c 'import jax; print(jax.devices())'"
     if [[ -n "$source" ]]; then
       on_vm "mkdir -p data"
       run "${gc[@]}" scp --recurse "$source" "$name:data/" "${where[@]}"

@@ -1,7 +1,9 @@
 """The launch scripts: their dry runs print the real commands and touch nothing; bad arguments are one line."""
 
+import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -24,7 +26,7 @@ def test_gpu_sweep_dry_run(tmp_path):
   assert proc.returncode == 0, proc.stderr
   assert commands(proc) == [
       'export CUDA_VISIBLE_DEVICES=0,1',
-      'py -m pip install -q -e . jax[cuda12]==0.10.2',
+      'py -m pip install -q -e .[cuda12]',
       f'mkdir -p {workdir}',
       f'py -m frem_jax.search --config=configs/mouse.py --workdir={workdir} '
       f'--config.search.max_evals=8 2>&1 | tee -a {workdir}/search.log',
@@ -63,7 +65,7 @@ def test_tpu_vm_dry_run_of_every_step():
   assert create == [f'{gc} create frem-sweep {where} --accelerator-type=v4-8 --version=tpu-ubuntu2204-base']
   install = commands(launch('tpu_vm.sh', 'install', *TPU, *source))
   assert install[0].startswith('git archive --format=tar.gz -o /tmp/frem_jax.')
-  assert "pip install -q -e . '\\''jax[tpu]==0.10.2'\\''" in install[2]
+  assert "pip install -q -e '\\''.[tpu]'\\''" in install[2]
   assert install[-1] == f'{gc} scp --recurse ../shared/data/drosophila-vnc frem-sweep:data/ {where}'
   start = commands(launch('tpu_vm.sh', 'start', *TPU, *config, *source, '--', '--config.search.max_evals=20'))
   assert start == [
@@ -128,3 +130,110 @@ def test_reproduce_bad_arguments(args, message):
                         capture_output=True, text=True, timeout=60)
   assert proc.returncode == 2
   assert proc.stderr.strip().startswith(message)
+
+
+PROTOCOL = "--config.num_epochs=60 --config.dataset.source_dir=DATA --config.dataset.data_dir={out}/tensorflow_datasets '--config.model.features=(16, 32, 64, 128, 512)'"
+
+
+def test_study_dry_run_prints_the_runs_seed_major_then_the_report(tmp_path):
+  out = tmp_path / 'study'
+  proc = launch('study.sh', 'drosophila', '--seeds=2', '--dry-run', '--source=DATA', f'--out={out}',
+                '--python=py', '--', '--config.eval.full_section_overlap=32')
+  assert proc.returncode == 0, proc.stderr
+  protocol = PROTOCOL.format(out=out)
+  expected = []
+  for s in (0, 1):
+    expected += [
+        f'py -m frem_jax.train --config=configs/drosophila.py:baseline --workdir={out}/seed{s}/baseline '
+        f'--config.seed={s} {protocol} --config.eval.full_section_overlap=32',
+        f'py -m frem_jax.train --config=configs/drosophila.py:supervision --workdir={out}/seed{s}/supervision '
+        f'--config.seed={s} {protocol} --config.eval.full_section_overlap=32',
+        f'py -m frem_jax.train --config=configs/drosophila.py --workdir={out}/seed{s}/frem '
+        f'--config.seed={s} {protocol} --config.eval.frem_at_test=True --config.eval.full_section_overlap=32']
+  expected.append(f'py -m frem_jax.report --runs baseline={out}/seed0/baseline,{out}/seed1/baseline '
+                  f'supervision={out}/seed0/supervision,{out}/seed1/supervision '
+                  f'frem={out}/seed0/frem,{out}/seed1/frem --out={out}/report')
+  assert commands(proc) == expected
+  assert ('# 6 runs (2 seeds × 3 methods, 60 epochs each): 0 finished, 6 to run, 360 epochs still to train'
+          in proc.stdout)
+  assert '# 43 s/epoch (documented measurement' in proc.stdout and 'about 4.3 h of training' in proc.stdout
+  assert not out.exists()
+
+
+def test_study_skips_finished_runs_and_measures_seconds_per_epoch(tmp_path):
+  out = tmp_path / 'study'
+  (out / 'seed0' / 'baseline').mkdir(parents=True)
+  (out / 'seed0' / 'baseline' / 'results.json').write_text('{"epochs_completed": 60, "train_seconds": 600.0}')
+  meta = out / 'seed0' / 'supervision' / 'checkpoints' / '20' / 'meta'
+  meta.mkdir(parents=True)
+  (meta / 'metadata').write_text('{"epoch": 20, "train_seconds": 200.0, "best_val_miou": 0.5}')
+  proc = launch('study.sh', 'drosophila', '--seeds=2', '--dry-run', '--source=DATA', f'--out={out}')
+  assert proc.returncode == 0, proc.stderr
+  assert '# seed 0, baseline: finished (60 epochs), skipped' in proc.stdout
+  cmds = commands(proc)
+  assert len(cmds) == 6 and f'--workdir={out}/seed0/supervision' in cmds[0]
+  # 5 runs left: 40 + 4 × 60 = 280 epochs; (600 + 200) s over 60 + 20 epochs = 10 s/epoch -> 0.78 h.
+  assert '1 finished, 5 to run, 280 epochs still to train' in proc.stdout
+  assert f'# 10 s/epoch (measured over 80 epochs already trained in {out}): about 0.8 h' in proc.stdout
+  # Asked for more epochs, the finished run is trained on (train resumes it).
+  more = launch('study.sh', 'drosophila', '--seeds=1', '--epochs=70', '--dry-run', '--source=DATA', f'--out={out}')
+  assert f'--workdir={out}/seed0/baseline' in commands(more)[0]
+  assert '130 epochs still to train' in more.stdout  # 10 + 50 + 70
+
+
+@pytest.mark.parametrize('args,message', [
+    (['rat', '--seeds=2'], "error: DATASET must be drosophila or synthetic; got 'rat' (see --help)"),
+    (['drosophila', '--source=x'], "error: --seeds=N must be a positive integer (e.g. --seeds=3); got ''"),
+    (['drosophila', '--source=x', '--seeds=0'], "error: --seeds=N must be a positive integer (e.g. --seeds=3); got '0'"),
+    (['drosophila', '--source=x', '--seeds=3', '--epochs=ten'], "error: --epochs=E must be a positive integer; got 'ten'"),
+    (['drosophila', '--seeds=3'], 'error: --source=DIR is required: the Drosophila data folder (or set FREM_DROSOPHILA_DIR)'),
+    (['synthetic', '--seeds=3', '--source=x'], 'error: --source is for drosophila; the synthetic data is generated'),
+    (['drosophila', '--seeds=3', '--source=x', '--seed=2'], 'error: unknown argument --seed=2 (see --help)'),
+])
+def test_study_bad_arguments_are_one_line(args, message):
+  env = {k: v for k, v in os.environ.items() if k != 'FREM_DROSOPHILA_DIR'}
+  proc = subprocess.run(['bash', os.path.join(ROOT, 'launch', 'study.sh'), *args, '--dry-run'], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == message
+
+
+def test_study_help_is_the_header():
+  proc = launch('study.sh', '--help')
+  assert proc.returncode == 0 and 'REDUCED PROTOCOL is the default' in proc.stdout
+  assert 'set -euo' not in proc.stdout
+
+
+# A tiny study: the synthetic data at 32², two stages of widths (4, 8), 1 epoch.
+TINY = ['--config.dataset.image_size=32', '--config.dataset.num_train=8', '--config.dataset.num_validation=4',
+        '--config.dataset.num_test=4', '--config.model.features=(4, 8)', '--config.model.renorm_warmup_steps=4',
+        '--config.batch_size=4', '--config.eval_batch_size=8', '--config.frem.num_selected=5',
+        '--config.frem.factor=20']
+
+
+def test_tiny_study_on_synthetic_data_ends_with_paired_seed_statistics(tmp_path):
+  out = tmp_path / 'study'
+  proc = subprocess.run(['bash', os.path.join(ROOT, 'launch', 'study.sh'), 'synthetic', '--seeds=2', '--epochs=1',
+                         f'--out={out}', f'--python={sys.executable}', '--', *TINY],
+                        cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.strip().endswith(f'# done: {out}/report/report.md')
+  for s in (0, 1):
+    for m in ('baseline', 'supervision', 'frem'):
+      with open(out / f'seed{s}' / m / 'results.json') as f:
+        results = json.load(f)
+      assert results['config']['seed'] == s and results['epochs_completed'] == 1
+      assert results['config']['frem']['enabled'] == (m == 'frem')
+      assert results['config']['supervision']['enabled'] == (m == 'supervision')
+  with open(out / 'report' / 'report.json') as f:
+    rep = json.load(f)
+  assert [r['n'] for r in rep['seed_stats']['table_iou']] == [2, 2, 2]
+  fb = rep['seed_stats']['paired'][0]
+  assert (fb['a'], fb['b'], fb['seeds'], fb['paired']) == ('frem', 'baseline', [0, 1], True)
+  assert len(fb['ci']) == 2 and 'learning_curves' in rep['figures']
+  # Run again: everything is finished, nothing is trained.
+  again = subprocess.run(['bash', os.path.join(ROOT, 'launch', 'study.sh'), 'synthetic', '--seeds=2', '--epochs=1',
+                          f'--out={out}', '--python=py', '--dry-run', '--', *TINY],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert again.stdout.count('finished (1 epochs), skipped') == 6
+  assert [c.split()[2] for c in commands(again)] == ['frem_jax.report']

@@ -89,7 +89,7 @@ def test_report_tables_equal_the_runs_results(runs, tmp_path):
   assert [r[1] for r in rows] == ['none', '5 channels × 20, re-drawn every epoch', '3 channels × 100, fixed']
   assert rows[2][-1] == pct(results_of(runs['fixed'])['test']['miou'])
 
-  assert set(rep['figures']) == {'feature_magnitude', 'feature_sums', 'qualitative'}
+  assert set(rep['figures']) == {'learning_curves', 'feature_magnitude', 'feature_sums', 'qualitative'}
   for name in rep['figures'].values():
     assert png(out / name) and f'({name})' in md
   search_record = json.load(open(os.path.join(runs['search'], 'trials.json')))

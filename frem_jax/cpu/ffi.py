@@ -16,6 +16,8 @@ import importlib.util
 import jax
 import jax.numpy as jnp
 
+from frem_jax.cpu import compat
+
 _LIBRARY = 'frem_jax.cpu.kernels._kernels'
 _FORWARD = 'frem_conv3x3'
 _WEIGHT_GRAD = 'frem_conv3x3_dw'
@@ -24,26 +26,27 @@ _UP_INPUT_GRAD = 'frem_upconv2x2_dx'
 _UP_KERNEL_GRAD = 'frem_upconv2x2_dk'
 _LANES = 16  # the kernels' vector width: output channels must be a multiple of it
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
-NOT_BUILT = ('the CPU kernels are not built in this install (reinstall with a C++17 compiler); '
-             "use model.layers='auto' or 'flax'")
+NOT_BUILT = ('the CPU kernels are not built in this install (reinstall with a C++17 compiler) or '
+             "this jaxlib refused them (see the log); use model.layers='auto' or 'flax'")
 
 
 @functools.lru_cache(maxsize=None)
 def available() -> bool:
-  """Whether the compiled kernels are installed; registers them with XLA:CPU on first call."""
+  """Whether the compiled kernels are installed and this jaxlib accepts them; registers them on first call."""
   spec = importlib.util.find_spec(_LIBRARY)
   if spec is None or not spec.origin:
     return False
-  library = ctypes.CDLL(spec.origin)
-  jax.ffi.register_ffi_target(_FORWARD, jax.ffi.pycapsule(library.FremConv3x3), platform='cpu')
-  jax.ffi.register_ffi_target(
-      _WEIGHT_GRAD, jax.ffi.pycapsule(library.FremConv3x3WeightGrad), platform='cpu')
-  jax.ffi.register_ffi_target(_UP, jax.ffi.pycapsule(library.FremUpConv2x2), platform='cpu')
-  jax.ffi.register_ffi_target(
-      _UP_INPUT_GRAD, jax.ffi.pycapsule(library.FremUpConv2x2InputGrad), platform='cpu')
-  jax.ffi.register_ffi_target(
-      _UP_KERNEL_GRAD, jax.ffi.pycapsule(library.FremUpConv2x2KernelGrad), platform='cpu')
-  return True
+  def register():
+    library = ctypes.CDLL(spec.origin)
+    jax.ffi.register_ffi_target(_FORWARD, jax.ffi.pycapsule(library.FremConv3x3), platform='cpu')
+    jax.ffi.register_ffi_target(
+        _WEIGHT_GRAD, jax.ffi.pycapsule(library.FremConv3x3WeightGrad), platform='cpu')
+    jax.ffi.register_ffi_target(_UP, jax.ffi.pycapsule(library.FremUpConv2x2), platform='cpu')
+    jax.ffi.register_ffi_target(
+        _UP_INPUT_GRAD, jax.ffi.pycapsule(library.FremUpConv2x2InputGrad), platform='cpu')
+    jax.ffi.register_ffi_target(
+        _UP_KERNEL_GRAD, jax.ffi.pycapsule(library.FremUpConv2x2KernelGrad), platform='cpu')
+  return compat.load_cpu_kernels(register)  # False, said once, where this jaxlib refuses them
 
 
 def fits(features: int, dtype) -> bool:

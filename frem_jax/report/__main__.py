@@ -20,7 +20,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.DEFINE_multi_string('runs', [], 'NAME=DIR of a finished run (baseline, supervision, frem, fixed).')
+  flags.DEFINE_multi_string('runs', [], 'NAME=DIR of a finished run (baseline, supervision, frem, fixed), '
+                            'or NAME=DIR1,DIR2,... for several runs (seeds) of a method.')
   flags.DEFINE_multi_string('search', [], 'Folder of a TPE search (trials.json).')
   flags.DEFINE_string('out', None, 'Folder for report.md, report.json and the figures.')
   flags.DEFINE_integer('num_images', 3, 'Test images in the qualitative panels (Figs. 5/6).')

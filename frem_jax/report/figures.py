@@ -13,6 +13,7 @@ import numpy as np
 from frem_jax import files
 from frem_jax.filenames import METRICS_FILE
 from frem_jax.palette import CLASS_COLOURS
+from frem_jax.report import seed_stats
 from frem_jax.report.tables import METHODS
 
 
@@ -30,21 +31,37 @@ def _save(fig, path: str) -> str:
   return files.save_figure_atomic(fig, path)
 
 
-def _series(rows: list, key: str) -> tuple[list, list]:
-  pairs = [(r['epoch'], r[key]) for r in rows if r.get(key) is not None]
-  return [p[0] for p in pairs], [p[1] for p in pairs]
+def _band(ax, runs_rows: list, key: str, label: Optional[str] = None, scale: float = 1.0) -> None:
+  """`key` against epochs: one run's line, or the mean over runs with a ± std band (label says n)."""
+  c = seed_stats.curve(runs_rows, key)
+  mean = np.asarray(c['mean']) * scale
+  runs = sum(any(r.get(key) is not None for r in rows) for rows in runs_rows)
+  if runs > 1 and label is not None:
+    label = f'{label} (mean ± std, n = {runs})'
+  line, = ax.plot(c['epoch'], mean, label=label)
+  std = np.asarray(c['std']) * scale
+  if runs > 1:
+    ax.fill_between(c['epoch'], mean - std, mean + std, color=line.get_color(), alpha=0.25, linewidth=0)
+
+
+def _has(runs_rows: list, key: str) -> bool:
+  return any(key in r for rows in runs_rows for r in rows)
 
 
 def feature_magnitude(metrics: dict, path: str) -> Optional[str]:
-  """Fig. 3: mean activation of the deepest stage and of its skip connection against epochs, per run."""
+  """Fig. 3: mean activation of the deepest stage and of its skip connection against epochs, per method.
+
+  `metrics` maps a method to the metrics.jsonl rows of each of its runs; several runs are drawn as
+  mean ± std over them.
+  """
   runs = [(n, metrics[n]) for n in ('baseline', 'frem', 'fixed', 'supervision')
-          if any('features/deepest_mean' in r for r in metrics.get(n, []))]
+          if _has(metrics.get(n, []), 'features/deepest_mean')]
   if not runs:
     return None
   fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), dpi=110, squeeze=False)
   for ax, (name, rows) in zip(axes[0], runs):
-    ax.plot(*_series(rows, 'features/deepest_mean'), label='deepest stage (FREM\'s input)')
-    ax.plot(*_series(rows, 'features/skip_mean'), label='skip connection (first decoder stage)')
+    _band(ax, rows, 'features/deepest_mean', 'deepest stage (FREM\'s input)')
+    _band(ax, rows, 'features/skip_mean', 'skip connection (first decoder stage)')
     ax.set_title(METHODS.get(name, name), fontsize=9)
     ax.set_xlabel('epoch')
     ax.set_ylabel('mean activation after ReLU')
@@ -55,21 +72,36 @@ def feature_magnitude(metrics: dict, path: str) -> Optional[str]:
 def feature_sums(metrics: dict, path: str) -> Optional[str]:
   """Fig. 9: per-image sum of the deepest stage's activations: all channels (baseline), enhanced and not (FREM)."""
   panels = []
-  if any('features/all_sum' in r for r in metrics.get('baseline', [])):
+  if _has(metrics.get('baseline', []), 'features/all_sum'):
     panels.append((f'{METHODS["baseline"]}: all channels', metrics['baseline'], 'features/all_sum'))
   for name in ('frem', 'fixed'):
     rows = metrics.get(name, [])
-    if any('features/enhanced_sum' in r for r in rows):
+    if _has(rows, 'features/enhanced_sum'):
       panels.append((f'{METHODS[name]}: enhanced channels', rows, 'features/enhanced_sum'))
       panels.append((f'{METHODS[name]}: other channels', rows, 'features/other_sum'))
   if not panels:
     return None
   fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.2), dpi=110, squeeze=False)
   for ax, (title, rows, key) in zip(axes[0], panels):
-    ax.plot(*_series(rows, key))
-    ax.set_title(title, fontsize=8)
+    _band(ax, rows, key)
+    n = sum(any(key in r for r in run) for run in rows)
+    ax.set_title(title + (f'\n(mean ± std over n = {n} runs)' if n > 1 else ''), fontsize=8)
     ax.set_xlabel('epoch')
     ax.set_ylabel('sum of activations per image')
+  return _save(fig, path)
+
+
+def learning_curves(metrics: dict, path: str) -> Optional[str]:
+  """Validation mIoU [%] against epochs, one line per method (mean ± std band over its runs)."""
+  names = [n for n in METHODS if _has(metrics.get(n, []), 'val/miou')]
+  if not names:
+    return None
+  fig, ax = plt.subplots(figsize=(6, 3.8), dpi=110)
+  for name in names:
+    _band(ax, metrics[name], 'val/miou', METHODS[name], scale=100)
+  ax.set_xlabel('epoch')
+  ax.set_ylabel('validation mIoU [%]')
+  ax.legend(fontsize=7)
   return _save(fig, path)
 
 

@@ -6,7 +6,7 @@
 // channels; these direct kernels keep a block of output pixels x output
 // channels in vector registers (README, Performance).
 //
-// Targets (see frem_jax/cpu_conv.py):
+// Targets (see frem_jax/cpu/ffi.py):
 //   frem_conv3x3       y[n,h,w,o]  = sum_{i,j,c} x[n,h+i-1,w+j-1,c] k[i,j,c,o]
 //   frem_conv3x3_dw   dk[i,j,c,o]  = sum_{n,h,w} x[n,h+i-1,w+j-1,c] dy[n,h,w,o]
 // Out-of-image pixels read as zero. The input gradient is frem_conv3x3 of dy

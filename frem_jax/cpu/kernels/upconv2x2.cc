@@ -1,5 +1,5 @@
 // The decoder's 2x2 stride-2 transposed convolution (NHWC, float32) for
-// XLA:CPU, called from JAX through the XLA FFI (see frem_jax/cpu_conv.py).
+// XLA:CPU, called from JAX through the XLA FFI (see frem_jax/cpu/ffi.py).
 //
 // Each input pixel writes one 2x2 output block; k is indexed by the output
 // offset (a, b) inside the block (nn.ConvTranspose's kernel flipped in space):
