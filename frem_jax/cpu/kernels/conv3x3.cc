@@ -4,7 +4,7 @@
 // Why: XLA:CPU's own convolution reaches 40-60 GFLOP/s on this project's
 // narrow layers (32 and 64 channels at 256² and 128²) against ~180 at 128+
 // channels; these direct kernels keep a block of output pixels x output
-// channels in vector registers (README, Performance).
+// channels in vector registers (docs/performance.md).
 //
 // Targets (see frem_jax/cpu/ffi.py):
 //   frem_conv3x3       y[n,h,w,o]  = sum_{i,j,c} x[n,h+i-1,w+j-1,c] k[i,j,c,o]
@@ -222,7 +222,7 @@ ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
   float* out = dk->typed_data();
   const int64_t rows_total = s.n * s.h;
   const int64_t k_size = 9 * s.ci * s.co;
-  // Measured on the U-Net's layers (README, Performance): per-block tasks win
+  // Measured on the U-Net's layers (docs/performance.md): per-block tasks win
   // once dk is large against the pixels' data.
   if (k_size * 16 > rows_total * s.w * (s.ci + s.co)) {
     // Large kernels, few pixels: each task owns a block of dk and sums over

@@ -9,7 +9,7 @@
 //   frem_upconv2x2_dk  dk[a,b,c,o]      = sum_{n,h,w} x[n,h,w,c] dy[n,2h+a,2w+b,o]
 // The channels written (o, c, o) must be a multiple of 16. XLA runs this
 // layer as a matrix product plus depth-to-space copies, whose gradient
-// transposes cost more than the products (README, Performance).
+// transposes cost more than the products (docs/performance.md).
 
 #include <algorithm>
 #include <cstdint>
