@@ -82,6 +82,20 @@ def test_the_model_never_imports_the_cpu_wing():
       assert not [m for m in imports(name) if m.startswith('frem_jax.cpu')], name
 
 
+def test_entry_points_define_their_flags_where_the_program_starts():
+  """No flag at import time: flags are defined under `if __name__ == '__main__'` (cli.py's pattern)."""
+  for name, tree in modules().items():
+    for node in tree.body:
+      if isinstance(node, ast.If):
+        continue
+      calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)
+               and getattr(n.func, 'attr', '').startswith(('DEFINE', 'mark_flag', 'register_'))]
+      assert not calls, f'{name} defines flags at import time'
+    if is_entry_point(name) and any(isinstance(n, ast.FunctionDef) and n.name == 'main' for n in tree.body):
+      source = ast.unparse(next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == 'main'))
+      assert 'cli.begin(' in source, f'{name}: main must call cli.begin'
+
+
 if __name__ == '__main__':
   by_floor = {}
   for m in modules():

@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Iterator
 
+from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -62,6 +63,13 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             'source': tfds.features.Scalar(dtype=np.int32),
             'tile': tfds.features.Scalar(dtype=np.int32),
         }))
+
+  # TFDS prints these to stdout (with 'Unknown size' for generated data); debug lines instead.
+  def _log_download_bytes(self) -> None:
+    logging.debug('Preparing dataset %s in %s', self.name, self.data_dir)
+
+  def _log_download_done(self) -> None:
+    logging.debug('Prepared dataset %s in %s', self.name, self.data_dir)
 
   def split_names(self) -> tuple:
     return SPLITS
