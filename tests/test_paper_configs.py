@@ -3,9 +3,9 @@
 import pytest
 
 from configs import drosophila, folder_example, mouse
-from frem_jax.search import space as search_space
 from frem_jax import train
 from frem_jax.config_validation import validate_config
+from frem_jax.search import space as search_space
 from tests.datasets.folders import write_folder
 from tests.datasets.test_drosophila_vnc import source_dir as drosophila_dir
 from tests.tiny import DATA_DIR

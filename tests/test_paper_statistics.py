@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from frem_jax.model import frem
 from frem_jax import randomness
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.errors import UserError
+from frem_jax.model import frem
 from frem_jax.model.unet import UNetSE
 from tests.tiny import tiny_config
 
