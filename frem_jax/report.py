@@ -31,6 +31,7 @@ from frem_jax import report_tables
 from frem_jax import search_store
 from frem_jax import trained_run
 from frem_jax import workdir as workdir_lib
+from frem_jax import workdir_lock
 from frem_jax.errors import UserError
 
 REPORT_MD = 'report.md'
@@ -153,6 +154,7 @@ def _searches(search_dirs: list, out: str, notes: list) -> list:
   return summaries
 
 
+@workdir_lock.holding('out', '--out')
 def write_report(runs: dict, search_dirs: list, out: str, num_images: int = 3) -> dict:
   """Writes OUT/report.md, OUT/report.json and the figures; returns the report's numbers."""
   workdir_lib.check_not_a_file(out, '--out')

@@ -32,6 +32,7 @@ from frem_jax import search_space
 from frem_jax import search_store
 from frem_jax import train
 from frem_jax import workdir as workdir_lib
+from frem_jax import workdir_lock
 from frem_jax.errors import TrainingDiverged
 from frem_jax.errors import UserError
 
@@ -91,6 +92,7 @@ def _with_data_dir(config: ml_collections.ConfigDict, workdir: str) -> ml_collec
   return config
 
 
+@workdir_lock.holding('workdir', '--workdir')  # the sweep's folder; each trial also locks its own
 def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
   """Runs (or continues) the sweep of `config.search` in `workdir`; returns the final record.
 

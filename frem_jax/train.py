@@ -31,6 +31,7 @@ from frem_jax import parallel
 from frem_jax import section_eval
 from frem_jax import steps
 from frem_jax import workdir as workdir_lib
+from frem_jax import workdir_lock
 from frem_jax.config_validation import validate_config
 from frem_jax.errors import TrainingDiverged
 from frem_jax.metric_logging import MetricLogger
@@ -117,6 +118,7 @@ def _count_params(params) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
 
 
+@workdir_lock.holding('workdir', '--workdir')  # before anything is written; released on exit or death
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
   """Trains (or resumes) a run in `workdir`, evaluates its best checkpoint on test, writes results.json.
 

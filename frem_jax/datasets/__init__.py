@@ -5,6 +5,7 @@ import threading
 
 import ml_collections
 
+from frem_jax import workdir_lock
 from frem_jax.errors import UserError
 
 NAMES = ('synthetic_cells', 'drosophila_vnc', 'mouse_liver', 'cell_folder')
@@ -45,13 +46,15 @@ def make_builder(ds: ml_collections.ConfigDict, data_dir: str):
 
 
 # The trials of a search run in threads: two building the same data at once would collide.
+# Other processes (another run or sweep on the same data_dir) wait on the folder's lock file.
 _PREPARE_LOCK = threading.Lock()
 
 
 def load(ds: ml_collections.ConfigDict, data_dir: str):
   """Prepares (once) and loads `config.dataset`: (split -> base.LoadedSplit, class names)."""
   from frem_jax.datasets import base  # pylint: disable=g-import-not-at-top
-  with _PREPARE_LOCK:
+  with _PREPARE_LOCK, workdir_lock.hold(data_dir, 'dataset.data_dir', wait=True,
+                                                      read_only_ok=True):
     builder = make_builder(ds, data_dir)
     splits = base.prepare_and_load(builder)
   if ds.limit:
