@@ -5,7 +5,8 @@ Each trial trains to the end in DIR/trial_NNN and is scored by its best
 validation mIoU (TPE minimises its negative); its test mIoU is recorded but
 never used for choosing. DIR/trials.json is rewritten after every trial, so a
 sweep stopped at any point continues where it was when re-run; with N local
-devices N trials run side by side, one per device.
+devices N trials run side by side, one per device. With search.halving the trials
+train rung by rung and most stop early (search_halving.py, docs/search.md).
 """
 
 import concurrent.futures
