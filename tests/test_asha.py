@@ -1,6 +1,8 @@
 """The successive-halving scheduler on made-up learning curves: who stops, who goes on, at which epoch."""
 
 import json
+import random
+import time
 
 import pytest
 
@@ -239,3 +241,24 @@ def test_a_sweep_killed_at_any_rung_resumes_to_the_same_decisions(tmp_path, stop
   resumed, resumed_calls = drive(tmp_path / 'cut', halving_config(), CURVES, 7, record=saved)
   assert resumed['trials'] == full['trials']
   assert full_calls[stop_after:] == resumed_calls  # nothing finished is trained again
+
+
+def test_with_several_devices_every_rung_is_trained_once_and_nothing_promotable_is_left(tmp_path):
+  rng = random.Random(0)
+  curves = {n: [round(rng.random(), 2) for _ in range(9)] for n in range(30)}
+  run_trial = fake_run_trial(curves)
+
+  def slow_run_trial(config, entry, device):
+    time.sleep(rng.random() / 200)  # completions in a shuffled order
+    return run_trial(config, entry, device)
+  record = {'format': search_store.FORMAT, 'space': {}, 'config': {}, 'trials': []}
+  search_halving.run_sweep(halving_config(), record, str(tmp_path), ['d0', 'd1', 'd2'], 30, slow_run_trial,
+                           fake_ask, lambda e: None)
+  assert len(run_trial.calls) == len(set(run_trial.calls))
+  assert [t['number'] for t in record['trials']] == list(range(30))
+  for t in record['trials']:
+    rungs = [1, 3, 9][:len(t['rung_scores'])]
+    assert t['rung_scores'] == [max(curves[t['number']][:r]) for r in rungs]
+    assert t['status'] == ('ok' if t['epochs'] == 9 else 'stopped')
+  assert search_halving.scheduler(halving_config(), record['trials']).promotion() is None
+  assert sum(t['status'] == 'ok' for t in record['trials']) >= 3  # 30 results at rung 1 -> >= 10 at rung 3 -> >= 3 at rung 9
