@@ -9,7 +9,8 @@ For every search seed it runs two sweeps of `--max_evals` trials with `python -m
 propose the same first n_startup_jobs trials), then writes OUT/halving_study.json (per sweep:
 the best validation mIoU among trials trained to num_epochs, the epochs spent, the wall time;
 per seed the difference and the epochs ratio) and OUT/halving_study.png (best mIoU found so
-far against cumulative epochs, in trial order). Arguments after `--` go to every sweep.
+far against cumulative epochs, in trial order) and OUT/halving_study.md (the table). Arguments
+after `--` go to every sweep.
 --dry-run prints the commands; --summary_only only rebuilds the JSON and the figure.
 """
 
@@ -78,6 +79,22 @@ def summarize(out: str, seeds: list, num_epochs: int) -> dict:
           'per_seed': per_seed, 'sweeps': sweeps}
 
 
+def table(study: dict) -> str:
+  """The per-seed comparison as a Markdown table (mIoU in %)."""
+  def pct(v):
+    return 'n/a' if v is None else f'{100 * v:.2f}'
+  lines = ['| seed | TPE best val mIoU | TPE epochs | TPE+halving best val mIoU | TPE+halving epochs | '
+           'points below TPE | epochs / TPE\'s | target met |', '|---|---|---|---|---|---|---|---|']
+  for row in study['per_seed']:
+    plain, halving = row.get('plain', {}), row.get('halving', {})
+    below, fraction = row.get('miou_points_below_plain'), row.get('epochs_fraction_of_plain')
+    lines.append(f'| {row["seed"]} | {pct(plain.get("best_val_miou"))} | {plain.get("epochs_spent", "n/a")} | '
+                 f'{pct(halving.get("best_val_miou"))} | {halving.get("epochs_spent", "n/a")} | '
+                 f'{"n/a" if below is None else f"{below:.2f}"} | '
+                 f'{"n/a" if fraction is None else f"{fraction:.2f}"} | {row.get("meets_target", "n/a")} |')
+  return '\n'.join(lines) + '\n'
+
+
 def plot(study: dict, path: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -132,9 +149,10 @@ def main():
   from frem_jax import files  # pylint: disable=g-import-not-at-top
   files.write_json_atomic(os.path.join(args.out, 'halving_study.json'), study)
   plot(study, os.path.join(args.out, 'halving_study.png'))
-  for row in study['per_seed']:
-    print(json.dumps(row))
-  print(f'study: {os.path.join(args.out, "halving_study.json")}; figure: {os.path.join(args.out, "halving_study.png")}')
+  files.write_text_atomic(os.path.join(args.out, 'halving_study.md'), table(study))
+  print(table(study))
+  print(f'study: {os.path.join(args.out, "halving_study.json")} (table: halving_study.md, '
+        f'figure: halving_study.png)')
 
 
 if __name__ == '__main__':

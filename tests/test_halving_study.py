@@ -46,6 +46,9 @@ def test_study_json_compares_the_modes_per_seed(tmp_path):
   assert row0['epochs_fraction_of_plain'] == 13 / 27
   assert row0['meets_target'] is False  # 5 points below, and more than a third of the epochs
   assert row1 == {'seed': 1, 'plain': {'best_val_miou': .60, 'epochs_spent': 27}}  # its halving sweep is missing
+  assert study.table(result).splitlines()[2:] == [
+      '| 0 | 60.00 | 27 | 55.00 | 13 | 5.00 | 0.48 | False |',
+      '| 1 | 60.00 | 27 | n/a | n/a | n/a | n/a | n/a |']
   study.plot(result, str(tmp_path / 'halving_study.png'))
   assert (tmp_path / 'halving_study.png').read_bytes()[:4] == b'\x89PNG'
 
