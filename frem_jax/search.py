@@ -5,7 +5,8 @@ Each trial trains to the end in DIR/trial_NNN and is scored by its best
 validation mIoU (TPE minimises its negative); its test mIoU is recorded but
 never used for choosing. DIR/trials.json is rewritten after every trial, so a
 sweep stopped at any point continues where it was when re-run; with N local
-devices N trials run side by side, one per device.
+devices N trials run side by side, one per device. With search.halving the trials
+train rung by rung and most stop early (search_halving.py, docs/search.md).
 """
 
 import concurrent.futures
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from frem_jax import cli
 from frem_jax import datasets
 from frem_jax import input_pipeline
+from frem_jax import search_halving
 from frem_jax import search_plot
 from frem_jax import search_space
 from frem_jax import search_store
@@ -108,6 +110,14 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) ->
   domain = base.Domain(lambda _: 0.0, search_space.hyperopt_space(resolved))
   trials = search_store.hyperopt_trials(record, domain)
   devices = list(devices or jax.local_devices())
+  if config.search.halving:
+    search_halving.run_sweep(
+        config, record, workdir, devices, resolved['max_evals'],
+        run_trial=lambda trial_config, entry, device: _run_trial(trial_config, resolved, workdir, entry, device),
+        ask=lambda number: _ask(trials, domain, resolved, number),
+        tell=lambda entry: search_store.tell(trials, domain, entry))
+    search_plot.plot(record, workdir)
+    return record
   pending = [e for e in record['trials'] if e['status'] == 'running']
   finished = sum(e['status'] in ('ok', 'fail') for e in record['trials'])
   max_evals = resolved['max_evals']
