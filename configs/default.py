@@ -79,6 +79,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.search.max_evals = ml_collections.config_dict.placeholder(int)  # None: 50 ('frem'), 15 ('supervision')
   config.search.seed = 0  # hyperopt's own randomness
   config.search.n_startup_jobs = 20  # random trials before TPE models the results (hyperopt's default)
+  # Successive halving (ASHA, docs/search.md): trials train rung by rung, min_epochs · η^k epochs
+  # up to num_epochs, and only the top 1/η at a rung go on. False: every trial trains num_epochs (the paper).
+  config.search.halving = False
+  config.search.min_epochs = ml_collections.config_dict.placeholder(int)  # the first rung; None: num_epochs / η^4
+  config.search.reduction_factor = 3  # η
 
   config.lock()
   return config

@@ -68,3 +68,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(config.frem.mode in FREM_MODES, f'frem.mode={config.frem.mode!r} must be one of {FREM_MODES}')
   w = config.supervision.weight
   _require(0.0 <= w <= 1.0, f'supervision.weight (λ)={w} must be in [0, 1]')
+  eta, min_epochs = config.search.reduction_factor, config.search.min_epochs
+  _require(_is_int(eta) and eta >= 2,
+           f'search.reduction_factor (η)={eta!r} must be an integer >= 2 (each rung keeps the top 1/η)')
+  _require(min_epochs is None or (_is_int(min_epochs) and min_epochs >= 1),
+           f'search.min_epochs={min_epochs!r} must be an integer >= 1, or None (num_epochs / η^4)')
+  _require(not config.search.halving or min_epochs is None or min_epochs <= config.num_epochs,
+           f'search.min_epochs={min_epochs} must be <= num_epochs={config.num_epochs} (the first rung '
+           'of search.halving); lower it or train longer')

@@ -42,20 +42,20 @@ def adam(learning_rate: float) -> optax.GradientTransformation:
   return optax.adam(learning_rate)
 
 
+@functools.lru_cache(maxsize=None)
+def _jit_init(model: nn.Module, image_shape: tuple):
+  # One compiled initialiser per architecture: a sweep's trials (and halving's rungs) share it.
+  return jax.jit(lambda k: model.init({'params': k}, jnp.zeros((1,) + image_shape), train=False))
+
+
 def create_train_state(model: nn.Module, key: jax.Array, image_shape: tuple,
                        learning_rate: float) -> TrainState:
   """Initialises parameters and statistics for images of `image_shape` [H, W, C] and Adam."""
-  variables = _initialiser(model, tuple(image_shape))(key)
+  variables = _jit_init(model, tuple(image_shape))(key)
   state = TrainState.create(apply_fn=model.apply, params=variables['params'],
                             batch_stats=variables['batch_stats'], tx=adam(learning_rate))
   # A strongly typed step counter: a weakly typed Python 0 would recompile the second step.
   return state.replace(step=jnp.zeros((), jnp.int32))
-
-
-@functools.lru_cache(maxsize=None)
-def _initialiser(model: nn.Module, image_shape: tuple) -> Callable:
-  # One jitted initialiser per model and shape: the trials of a sweep compile it once.
-  return jax.jit(lambda k: model.init({'params': k}, jnp.zeros((1,) + image_shape), train=False))
 
 
 def train_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: jax.Array, *,

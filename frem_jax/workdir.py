@@ -9,6 +9,8 @@ from frem_jax import files
 from frem_jax.errors import UserError
 
 from frem_jax.filenames import CONFIG_FILE
+# Held by frem_jax.workdir_lock while a process writes into the folder.
+LOCK_FILE = '.lock'
 
 # Keys that may change when a run is resumed: training longer continues the same run, and
 # moving the data (or its prepared copy) or the layers' arithmetic does not change it.
@@ -96,7 +98,7 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> None:
       shown = ', '.join(f'{k}: {a!r} -> {b!r}' for k, a, b in diffs[:3]) + (' …' if len(diffs) > 3 else '')
       raise UserError(f'--workdir={workdir} holds a run with a different config ({shown}); '
                       'use a new --workdir to start another run, or the same config to resume')
-  elif os.path.isdir(workdir) and os.listdir(workdir):
+  elif os.path.isdir(workdir) and set(os.listdir(workdir)) - {LOCK_FILE}:
     raise UserError(f'--workdir={workdir} is not empty and holds no {CONFIG_FILE}; '
                     'use an empty or new folder')
 

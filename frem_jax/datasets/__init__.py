@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 
 from frem_jax import input_pipeline
+from frem_jax import workdir_lock
 from frem_jax.datasets.names import NAMES
 from frem_jax.datasets.names import SPLITS  # pylint: disable=unused-import  (datasets.SPLITS)
 from frem_jax.errors import UserError
@@ -73,13 +74,15 @@ def class_names(ds: ml_collections.ConfigDict) -> tuple:
 
 
 # The trials of a search run in threads: two building the same data at once would collide.
+# Other processes (another run or sweep on the same data_dir) wait on the folder's lock file.
 _PREPARE_LOCK = threading.Lock()
 
 
 def load(ds: ml_collections.ConfigDict, data_dir: str):
   """Prepares (once) and loads `config.dataset`: (split -> base.LoadedSplit, class names)."""
   from frem_jax.datasets import base  # pylint: disable=g-import-not-at-top
-  with _PREPARE_LOCK:
+  with _PREPARE_LOCK, workdir_lock.hold(data_dir, 'dataset.data_dir', wait=True,
+                                                      read_only_ok=True):
     builder = make_builder(ds, data_dir)
     splits = base.prepare_and_load(builder, show_progress=_tfds_progress['show'])
   if ds.limit:

@@ -27,6 +27,7 @@ from frem_jax import palette
 from frem_jax import sliding_window
 from frem_jax import trained_run
 from frem_jax import workdir as workdir_lib
+from frem_jax import workdir_lock
 from frem_jax.datasets import image_io
 from frem_jax.errors import UserError
 from frem_jax.predict import masks as run_masks
@@ -123,6 +124,7 @@ def _save_overlay(path: str, image: np.ndarray, class_map: np.ndarray) -> None:
   files.write_atomic(path, lambda f: im.save(f, format='PNG'))
 
 
+@workdir_lock.holding('output', '--output')
 def predict_files(workdir: str, input_path: str, output: str, overlap: int = 32, raw: bool = False,
                   probabilities: bool = False, masks: str = '', overlay: bool = False,
                   source_dir: str = '') -> dict:

@@ -23,6 +23,7 @@ from frem_jax import datasets
 from frem_jax import files
 from frem_jax import trained_run
 from frem_jax import workdir as workdir_lib
+from frem_jax import workdir_lock
 from frem_jax.errors import UserError
 from frem_jax.filenames import RESULTS_FILE
 from frem_jax.filenames import SEARCH_FIGURE
@@ -151,6 +152,7 @@ def _searches(search_dirs: list, out: str, notes: list) -> list:
   return summaries
 
 
+@workdir_lock.holding('out', '--out')
 def write_report(runs: dict, search_dirs: list, out: str, num_images: int = 3) -> dict:
   """Writes OUT/report.md, OUT/report.json and the figures; returns the report's numbers."""
   workdir_lib.check_not_a_file(out, '--out')

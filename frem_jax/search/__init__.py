@@ -5,7 +5,8 @@ Usage: python -m frem_jax.search --config=configs/mouse.py --workdir=DIR [--plot
 validation mIoU (TPE minimises its negative); its test mIoU is recorded but
 never used for choosing. DIR/trials.json is rewritten after every trial, so a
 sweep stopped at any point continues where it was when re-run; with N local
-devices N trials run side by side, one per device.
+devices N trials run side by side, one per device. With search.halving the trials
+train rung by rung and most stop early (search/halving.py, docs/search.md).
 """
 
 import concurrent.futures
@@ -25,8 +26,10 @@ from tqdm import tqdm
 from frem_jax import datasets
 from frem_jax import train
 from frem_jax import workdir as workdir_lib
+from frem_jax import workdir_lock
 from frem_jax.errors import TrainingDiverged
 from frem_jax.errors import UserError
+from frem_jax.search import halving as search_halving
 from frem_jax.search import plot as search_plot
 from frem_jax.search import space as search_space
 from frem_jax.search import store as search_store
@@ -87,6 +90,7 @@ def _with_data_dir(config: ml_collections.ConfigDict, workdir: str) -> ml_collec
   return config
 
 
+@workdir_lock.holding('workdir', '--workdir')  # the sweep's folder; each trial also locks its own
 def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
   """Runs (or continues) the sweep of `config.search` in `workdir`; returns the final record.
 
@@ -102,6 +106,14 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) ->
   domain = base.Domain(lambda _: 0.0, search_space.hyperopt_space(resolved))
   trials = search_store.hyperopt_trials(record, domain)
   devices = list(devices or jax.local_devices())
+  if config.search.halving:
+    search_halving.run_sweep(
+        config, record, workdir, devices, resolved['max_evals'],
+        run_trial=lambda trial_config, entry, device: _run_trial(trial_config, resolved, workdir, entry, device),
+        ask=lambda number: _ask(trials, domain, resolved, number),
+        tell=lambda entry: search_store.tell(trials, domain, entry))
+    search_plot.plot(record, workdir)
+    return record
   pending = [e for e in record['trials'] if e['status'] == 'running']
   finished = sum(e['status'] in ('ok', 'fail') for e in record['trials'])
   max_evals = resolved['max_evals']

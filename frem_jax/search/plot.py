@@ -15,6 +15,7 @@ def plot(record: dict, workdir: str) -> str:
   """Writes `workdir/search.png` from a sweep record and returns its path."""
   ok = [t for t in record['trials'] if t['status'] == 'ok' and t.get('val_miou') is not None]
   best = search_store.best_trial(record)
+  stopped = [t for t in record['trials'] if t['status'] == 'stopped']  # search.halving stopped them early
   fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
   if record['space']['space'] == 'frem':
     x = [t['values']['factor'] for t in ok]
@@ -23,6 +24,9 @@ def plot(record: dict, workdir: str) -> str:
                         edgecolors='k', linewidths=0.4)
     if ok:
       fig.colorbar(points, ax=ax, label='validation mIoU [%]')
+    if stopped:
+      ax.scatter([t['values']['factor'] for t in stopped], [t['values']['num_selected'] for t in stopped],
+                 marker='x', c='0.5', s=20, linewidths=0.8, label=f'stopped early ({len(stopped)})')
     ax.set_xlabel('X (frem.factor)')
     ax.set_ylabel('B (frem.num_selected)')
     (xlo, xhi), (ylo, yhi) = record['space']['ranges']['factor'], record['space']['ranges']['num_selected']
@@ -35,6 +39,10 @@ def plot(record: dict, workdir: str) -> str:
   else:
     ax.scatter([t['values']['weight'] for t in ok], [100 * t['val_miou'] for t in ok],
                c=[100 * t['val_miou'] for t in ok], cmap='coolwarm', s=40, edgecolors='k', linewidths=0.4)
+    if stopped:
+      ax.scatter([t['values']['weight'] for t in stopped], [100 * t['val_miou'] for t in stopped],
+                 marker='x', c='0.5', s=20, linewidths=0.8,
+                 label=f'stopped early ({len(stopped)}), mIoU at its last rung')
     ax.set_xlabel('λ (supervision.weight)')
     ax.set_ylabel('validation mIoU [%]')
     ax.set_xlim(*record['space']['ranges']['weight'])
@@ -43,8 +51,10 @@ def plot(record: dict, workdir: str) -> str:
                  facecolors='none', edgecolors='k', linewidths=1.5,
                  label=f'best: λ={best["values"]["weight"]:.4f}')
   failed = sum(t['status'] == 'fail' for t in record['trials'])
-  ax.set_title(f'TPE search: {len(ok)} trials' + (f' ({failed} failed)' if failed else ''))
-  if best:
+  title = (f'TPE search with halving: {len(ok)} trials to the end, {len(stopped)} stopped early'
+           if 'halving' in record else f'TPE search: {len(ok)} trials')
+  ax.set_title(title + (f' ({failed} failed)' if failed else ''), **({'fontsize': 10} if 'halving' in record else {}))
+  if best or stopped:
     ax.legend(loc='best', fontsize=8)
   fig.tight_layout()
   return files.save_figure_atomic(fig, os.path.join(workdir, SEARCH_FIGURE))

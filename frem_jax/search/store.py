@@ -70,8 +70,16 @@ def best_trial(record: dict):
 
 
 def loss(entry: dict):
-  """TPE's loss of a finished trial: -(best validation mIoU); None for a failed one."""
-  return -entry['val_miou'] if entry['status'] == 'ok' else None
+  """TPE's loss of a finished trial: -(best validation mIoU); None for a failed or pending one.
+
+  With successive halving a stopped (or promoted) trial's loss is that of the last rung it
+  reached, its `rung_scores[-1]` (as Ray Tune's HyperOptSearch is told a stopped trial's last result).
+  """
+  if entry['status'] == 'ok':
+    return -entry['val_miou']
+  if entry['status'] in ('stopped', 'running') and entry.get('rung_scores'):
+    return -entry['rung_scores'][-1]
+  return None
 
 
 def hyperopt_trials(record: dict, domain: base.Domain) -> Trials:
@@ -86,7 +94,7 @@ def hyperopt_trials(record: dict, domain: base.Domain) -> Trials:
 def tell(trials: Trials, domain: base.Domain, entry: dict, insert: bool = False) -> None:
   """Inserts (or updates) the hyperopt document of `entry`."""
   tid = entry['number']
-  if entry['status'] == 'ok':
+  if loss(entry) is not None:
     result, state = {'loss': loss(entry), 'status': base.STATUS_OK}, base.JOB_STATE_DONE
   elif entry['status'] == 'fail':
     result, state = {'status': base.STATUS_FAIL}, base.JOB_STATE_ERROR

@@ -28,6 +28,7 @@ from frem_jax import randomness
 from frem_jax import section_eval
 from frem_jax import steps
 from frem_jax import workdir as workdir_lib
+from frem_jax import workdir_lock
 from frem_jax.build import build_model
 from frem_jax.config_validation import validate_config
 from frem_jax.errors import TrainingDiverged
@@ -87,6 +88,7 @@ class _Progress:
   best_miou: float = -math.inf
 
 
+@workdir_lock.holding('workdir', '--workdir')  # before anything is written; released on exit or death
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
   """Trains (or resumes) a run in `workdir`, evaluates its best checkpoint on test, writes results.json.
 
