@@ -234,6 +234,16 @@ def save_record(workdir: str, trials, halving: bool) -> dict:
   return record
 
 
+def make_scheduler(config: ml_collections.ConfigDict):
+  """Ray's ASHAScheduler for `search.halving` (rungs at min_epochs · η^k epochs), or None."""
+  halving = halving_settings(config)
+  if halving is None:
+    return None
+  from ray.tune.schedulers import ASHAScheduler  # pylint: disable=g-import-not-at-top
+  return ASHAScheduler(time_attr='epoch', metric=METRIC, mode='max', max_t=config.num_epochs,
+                       grace_period=halving[0], reduction_factor=halving[1])
+
+
 def _make_recorder(tune):
   class Recorder(tune.Callback):
     """Rewrites DIR/trials.json (and best.json) from Ray's trials whenever one starts or ends."""
@@ -277,7 +287,6 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, ray_address=None
   """
   check_options(max_concurrent_trials, cpus_per_trial, gpus_per_trial)
   ray, tune = _import_tune()
-  from ray.tune.schedulers import ASHAScheduler  # pylint: disable=g-import-not-at-top
   from ray.tune.search.hyperopt import HyperOptSearch  # pylint: disable=g-import-not-at-top
 
   resolved = search_space.resolve(config)
@@ -326,10 +335,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, ray_address=None
     searcher = HyperOptSearch(space=search_space.hyperopt_space(resolved), metric=METRIC, mode='max',
                               points_to_evaluate=None,
                               n_initial_points=resolved['n_startup_jobs'], random_state_seed=resolved['seed'])
-    scheduler = None
-    if halving:
-      scheduler = ASHAScheduler(time_attr='epoch', metric=METRIC, mode='max', max_t=config.num_epochs, grace_period=halving[0],
-                                reduction_factor=halving[1])
+    scheduler = make_scheduler(config)
     tuner = tune.Tuner(
         fn,
         tune_config=tune.TuneConfig(

@@ -67,11 +67,16 @@ def ray_cluster(tmp_path_factory):
   ray.shutdown()
 
 
+def ray_config(**overrides):
+  """The sweep of SWEEP_CONFIG_FILE: two levels (features (4, 8)) compile faster than tiny's three."""
+  return tiny_config(**{'num_epochs': 2, 'search.max_evals': 3, 'model.features': (4, 8), **overrides})
+
+
 SWEEP_CONFIG_FILE = """
 from tests.tiny import tiny_config
 
 def get_config():
-  config = tiny_config(num_epochs=2, **{{'dataset.data_dir': {data_dir!r}}})
+  config = tiny_config(num_epochs=2, **{{'dataset.data_dir': {data_dir!r}, 'model.features': (4, 8)}})
   config.search.max_evals = 3
   return config
 """
@@ -103,11 +108,11 @@ def test_ray_sweep_killed_after_its_first_trial_restores_to_exactly_three_trials
   print(f'killed after {time.time() - deadline + 240:.1f} s')
 
   # The same sweep again (here in-process, on the same Ray) restores Ray's experiment and finishes.
-  config = tiny_config(num_epochs=2, **{'search.max_evals': 3})
+  config = ray_config()
   record = search_ray.run_search(config, str(workdir), max_concurrent_trials=1)
   final = read_json(workdir / 'trials.json')
   assert final == record and final['backend'] == 'ray'
-  assert final['space']['ranges'] == {'num_selected': [1, 16], 'factor': [1.0, 1000.0]}
+  assert final['space']['ranges'] == {'num_selected': [1, 8], 'factor': [1.0, 1000.0]}
   entries = final['trials']
   assert [t['number'] for t in entries] == [0, 1, 2]
   assert [t['status'] for t in entries] == ['ok', 'ok', 'ok']
@@ -122,7 +127,7 @@ def test_ray_sweep_killed_after_its_first_trial_restores_to_exactly_three_trials
   for t in entries:
     assert set(t) == plain_keys and t['reason'] is None
     b, x = t['values']['num_selected'], t['values']['factor']
-    assert isinstance(b, int) and 1 <= b <= 16 and isinstance(x, float) and 1.0 <= x <= 1000.0
+    assert isinstance(b, int) and 1 <= b <= 8 and isinstance(x, float) and 1.0 <= x <= 1000.0
     run = read_json(workdir / t['workdir'] / 'results.json')
     trial_config = read_json(workdir / t['workdir'] / 'config.json')
     assert trial_config['frem']['num_selected'] == b and trial_config['frem']['factor'] == x
@@ -155,5 +160,133 @@ def test_ray_sweep_killed_after_its_first_trial_restores_to_exactly_three_trials
   assert again['trials'] == entries
   # Ray cannot change the number of trials of a started experiment: said in one line.
   with pytest.raises(UserError, match=r'was started on Ray with search.max_evals=3; Ray cannot change it'):
-    search_ray.run_search(tiny_config(num_epochs=2, **{'search.max_evals': 4}), str(workdir))
+    search_ray.run_search(ray_config(**{'search.max_evals': 4}), str(workdir))
 
+
+
+def test_backend_ray_without_the_extra_says_how_to_install_it(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, 'ray', None)  # as if not installed: `import ray` raises ImportError
+  with pytest.raises(UserError) as e:
+    search_ray.run_search(ray_config(), str(tmp_path / 'sweep'))
+  assert str(e.value).startswith('--backend=ray needs Ray Tune, which is not installed')
+  assert str(e.value).endswith("pip install -e '.[ray]'")
+  assert not os.path.exists(tmp_path / 'sweep')
+
+
+def test_cli_without_ray_installed_prints_one_line(tmp_path):
+  # A `ray` package that fails to import stands for a missing one.
+  fake = tmp_path / 'no_ray' / 'ray'
+  fake.mkdir(parents=True)
+  (fake / '__init__.py').write_text("raise ImportError('No module named ray')\n")
+  env = dict(os.environ, PYTHONPATH=f'{fake.parent}{os.pathsep}{ROOT}')
+  proc = run_cli('--config=configs/demo.py', f'--workdir={tmp_path / "sweep"}', '--backend=ray', env=env)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "error: --backend=ray needs Ray Tune, which is not installed (No module named ray): "
+      "pip install -e '.[ray]'")
+  assert 'Traceback' not in proc.stderr
+  proc = run_cli('--config=configs/demo.py', f'--workdir={tmp_path / "sweep"}', '--max_concurrent_trials=2')
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == (
+      'error: --max_concurrent_trials is for --backend=ray; add --backend=ray or leave it out')
+
+
+@pytest.mark.parametrize('options,message', [
+    ({'max_concurrent_trials': -1}, '--max_concurrent_trials=-1 must be an integer >= 1, or 0 '),
+    ({'max_concurrent_trials': 1.5}, '--max_concurrent_trials=1.5 must be an integer >= 1, or 0 '),
+    ({'cpus_per_trial': 0}, '--cpus_per_trial=0 must be > 0'),
+    ({'gpus_per_trial': -1}, '--gpus_per_trial=-1 must be an integer >= 0'),
+])
+def test_bad_ray_options_are_refused_before_anything_is_written(options, message, tmp_path):
+  with pytest.raises(UserError) as e:
+    search_ray.run_search(ray_config(), str(tmp_path / 'sweep'), **options)
+  assert str(e.value).startswith(message)
+  assert not os.path.exists(tmp_path / 'sweep')
+
+
+def _closed_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]  # closed again when this returns: nothing listens there
+
+
+class _NoCluster:
+  """Stands for the `ray` module where no cluster runs (as `ray.init(address='auto')` says then)."""
+
+  @staticmethod
+  def is_initialized():
+    return False
+
+  @staticmethod
+  def init(address=None, **_):
+    raise ConnectionError('Could not find any running Ray instance. Please specify the one to '
+                          'connect to by setting `--address` flag or `RAY_ADDRESS` environment variable.')
+
+
+@pytest.mark.parametrize('address,message', [
+    ('127.0.0.1:{port}', '--ray_address=127.0.0.1:{port} cannot be reached ('),
+    ('ray://127.0.0.1:{port}', '--ray_address=ray://127.0.0.1:{port} cannot be reached ('),
+    ('auto', '--ray_address=auto cannot be reached (Could not find any running Ray instance.'),
+    ('headnode', '--ray_address=headnode is not HOST:PORT'),
+])
+def test_an_unreachable_ray_address_fails_fast_in_one_line(address, message):
+  port = _closed_port()
+  t0 = time.monotonic()
+  with pytest.raises(UserError) as e:
+    search_ray.connect(_NoCluster, address.format(port=port))
+  assert str(e.value).startswith(message.format(port=port)) and '\n' not in str(e.value)
+  assert time.monotonic() - t0 < search_ray.CONNECT_TIMEOUT_S + 5  # not Ray's minute of retries
+
+
+def _fake_trial(number, status, last_result, values=None):
+  return types.SimpleNamespace(
+      experiment_tag=f'{number + 1}_factor=1.5,num_selected=3', status=status, last_result=last_result,
+      config=values or {'factor': 1.5, 'num_selected': 3.0}, error_file=None)
+
+
+def test_ray_trials_become_entries_of_the_local_schema():
+  done = {'epoch': 4, 'val_miou': 0.5, 'finished': True, 'best_epoch': 3, 'test_miou': 0.4,
+          'test_iou_per_class': {'a': 0.4}, 'rung_scores': [0.3], 'device': 'h/cpu:0', 'wall_seconds': 9.0}
+  ok = search_ray.entry_of(_fake_trial(0, 'TERMINATED', done), halving=False)
+  assert ok == {'number': 0, 'values': {'factor': 1.5, 'num_selected': 3}, 'status': 'ok', 'reason': None,
+                'val_miou': 0.5, 'best_epoch': 3, 'test_miou': 0.4, 'test_iou_per_class': {'a': 0.4},
+                'wall_seconds': 9.0, 'device': 'h/cpu:0', 'workdir': 'trial_000'}
+  # Stopped by ASHA at its rung of epoch 2: scored by its best mIoU so far, no test numbers.
+  cut = {'epoch': 2, 'val_miou': 0.25, 'best_epoch': 1, 'rung_scores': [0.25], 'device': 'h/cpu:0',
+         'wall_seconds': 3.0}
+  stopped = search_ray.entry_of(_fake_trial(11, 'TERMINATED', cut), halving=True)
+  assert stopped['workdir'] == 'trial_011' and stopped['number'] == 11
+  assert (stopped['status'], stopped['val_miou'], stopped['best_epoch'], stopped['test_miou']) == (
+      'stopped', 0.25, 1, None)
+  assert (stopped['epochs'], stopped['rung_scores']) == (2, [0.25])
+  running = search_ray.entry_of(_fake_trial(2, 'RUNNING', cut), halving=False)
+  assert running['status'] == 'running' and running['val_miou'] is None
+  failed = search_ray.entry_of(_fake_trial(3, 'ERROR', {}), halving=False)
+  assert failed['status'] == 'fail' and failed['val_miou'] is None and failed['reason']
+
+
+def test_the_reason_of_a_failed_trial_is_its_trial_failed_line(tmp_path):
+  error = tmp_path / 'error.txt'
+  error.write_text('Traceback (most recent call last):\n  ...\nray.exceptions.RayTaskError(TrialFailed): '
+                   'ray::ImplicitFunc.train()\n  ...\nfrem_jax.search_ray.TrialFailed: TrainingDiverged: '
+                   'training diverged: the loss is nan in epoch 1\n')
+  trial = _fake_trial(0, 'ERROR', {})
+  trial.error_file = str(error)
+  assert search_ray.entry_of(trial, halving=False)['reason'] == (
+      'TrainingDiverged: training diverged: the loss is nan in epoch 1')
+
+
+@needs_ray
+def test_halving_uses_ray_asha_with_the_sweeps_rungs():
+  config = ray_config(num_epochs=20)
+  assert search_ray.make_scheduler(config) is None  # the plain sweep: every trial trains num_epochs
+  with config.unlocked():  # the keys come with search.halving (issue 13, part 1)
+    config.search.halving = True
+    config.search.min_epochs = 2
+    config.search.reduction_factor = 3
+  scheduler = search_ray.make_scheduler(config)
+  assert type(scheduler).__name__ == 'AsyncHyperBandScheduler'
+  assert (scheduler._time_attr, scheduler._metric, scheduler._mode, scheduler._max_t) == (
+      'epoch', 'val_miou', 'max', 20)
+  assert [r[0] for r in scheduler._brackets[0]._rungs] == [18, 6, 2]
+  assert search_ray.halving_settings(config) == (2, 3, [2, 6, 18])
