@@ -290,3 +290,16 @@ def test_halving_uses_ray_asha_with_the_sweeps_rungs():
       'epoch', 'val_miou', 'max', 20)
   assert [r[0] for r in scheduler._brackets[0]._rungs] == [18, 6, 2]
   assert search_ray.halving_settings(config) == (2, 3, [2, 6, 18])
+
+
+def test_the_cluster_template_installs_the_extra_and_starts_ray_on_every_node():
+  yaml = pytest.importorskip('yaml')
+  with open(os.path.join(ROOT, 'launch', 'ray_cluster.yaml')) as f:
+    cluster = yaml.safe_load(f)
+  assert cluster['head_node_type'] in cluster['available_node_types']
+  workers = [t for n, t in cluster['available_node_types'].items() if n != cluster['head_node_type']]
+  assert workers and all(t['resources']['GPU'] >= 1 for t in workers)
+  assert cluster['available_node_types'][cluster['head_node_type']]['resources'] == {'CPU': 0}
+  assert any('[ray]' in c and 'jax[cuda12]==0.10.2' in c for c in cluster['setup_commands'])
+  assert any('ray start --head --port=6379' in c for c in cluster['head_start_ray_commands'])
+  assert any('ray start --address=$RAY_HEAD_IP:6379' in c for c in cluster['worker_start_ray_commands'])
