@@ -159,7 +159,9 @@ def trainable(params: dict, base: ml_collections.ConfigDict, workdir: str, space
       progress['best'], progress['best_epoch'] = best, epoch
     if epoch in rungs:
       progress['rung_scores'].append(best)
-    if math.isfinite(best):  # nothing to report before the first validation
+    # Nothing to report before the first validation; the last epoch is reported with the
+    # trial's results (ASHA stops a trial at max_t = num_epochs, before it could report them).
+    if math.isfinite(best) and epoch < trial.num_epochs:
       tune.report({'epoch': epoch, METRIC: best, 'loss': scalars['train/loss'],
                    'best_epoch': progress['best_epoch'], 'rung_scores': list(progress['rung_scores']),
                    'device': device, 'wall_seconds': time.perf_counter() - t0})

@@ -145,6 +145,11 @@ def test_ray_sweep_killed_after_its_first_trial_restores_to_exactly_three_trials
     results = [(workdir / 'ray' / p / 'result.json').read_text().splitlines() for p in folders]
     last = [json.loads(lines[-1]) for lines in results if lines]  # a cut-off one may have none
     assert any(r['finished'] and r['val_miou'] == t['val_miou'] for r in last), folders
+  # Every epoch was reported to Tune (train_and_evaluate's on_epoch), the last one with the results.
+  reported = [json.loads(l) for l in (workdir / 'ray' / 'trial_002' / 'result.json').read_text().splitlines()]
+  assert [(r['epoch'], r.get('finished', False)) for r in reported] == [(1, False), (2, True)]
+  with open(workdir / 'trial_002' / 'metrics.jsonl') as f:
+    assert reported[0]['val_miou'] == json.loads(f.readline())['val/miou']
 
   # --plot_only and the report read the folder as they read a local sweep's.
   os.remove(workdir / 'search.png')
