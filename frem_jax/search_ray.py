@@ -26,6 +26,7 @@ from frem_jax import search_plot
 from frem_jax import search_space
 from frem_jax import search_store
 from frem_jax import workdir as workdir_lib
+from frem_jax import workdir_lock
 from frem_jax.errors import UserError
 
 EXPERIMENT = 'ray'  # Ray's own folder inside the sweep's: DIR/ray
@@ -279,6 +280,7 @@ def _default_concurrency(ray, cpus_per_trial: float, gpus_per_trial: int) -> int
   return max(1, int(resources.get('CPU', 1) // cpus_per_trial))
 
 
+@workdir_lock.holding('workdir', '--workdir')  # the sweep's folder (the driver); each trial locks its own
 def run_search(config: ml_collections.ConfigDict, workdir: str, ray_address=None,
                max_concurrent_trials: int = 0, cpus_per_trial: float = 1.0, gpus_per_trial=None) -> dict:
   """Runs (or continues) the sweep of `config.search` on Ray Tune in `workdir`; returns the final record.

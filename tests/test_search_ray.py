@@ -141,7 +141,8 @@ def test_ray_sweep_killed_after_its_first_trial_restores_to_exactly_three_trials
   # Ray's own records: a result folder per trial (a trial Ray ran again gets a suffix), whose
   # last result has the trial's score.
   for t in entries:
-    folders = [p for p in os.listdir(workdir / 'ray') if p.startswith(t['workdir'])]
+    folders = [p for p in os.listdir(workdir / 'ray')
+               if p.startswith(t['workdir']) and os.path.exists(workdir / 'ray' / p / 'result.json')]
     results = [(workdir / 'ray' / p / 'result.json').read_text().splitlines() for p in folders]
     last = [json.loads(lines[-1]) for lines in results if lines]  # a cut-off one may have none
     assert any(r['finished'] and r['val_miou'] == t['val_miou'] for r in last), folders
