@@ -20,6 +20,7 @@ import time
 from absl import logging
 import ml_collections
 
+from frem_jax import asha
 from frem_jax import datasets
 from frem_jax import input_pipeline
 from frem_jax import search_plot
@@ -100,15 +101,17 @@ def trial_name(trial) -> str:
 
 
 def halving_settings(config: ml_collections.ConfigDict):
-  """(min_epochs, η, rungs) of `search.halving`, or None when it is off."""
-  # The keys come with search.halving (issue 13, part 1); read with defaults so that this
-  # module also runs on a config that predates them.
-  if not config.search.get('halving', False):
+  """(min_epochs, η, rungs) of `search.halving`, or None when it is off.
+
+  The rungs are Ray's ASHA's: min_epochs · η^k below num_epochs (the local sweep's asha.rung_epochs
+  leaves out one above num_epochs / η).
+  """
+  if not config.search.halving:
     return None
-  eta = int(config.search.get('reduction_factor', 3))
-  min_epochs = config.search.get('min_epochs', None)
+  eta = int(config.search.reduction_factor)
+  min_epochs = config.search.min_epochs
   if min_epochs is None:
-    min_epochs = max(1, config.num_epochs // eta**4)
+    min_epochs = asha.default_min_epochs(config.num_epochs, eta)
   rungs, epoch = [], min_epochs
   while epoch < config.num_epochs:
     rungs.append(epoch)

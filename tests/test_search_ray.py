@@ -286,16 +286,17 @@ def test_the_reason_of_a_failed_trial_is_its_trial_failed_line(tmp_path):
 def test_halving_uses_ray_asha_with_the_sweeps_rungs():
   config = ray_config(num_epochs=20)
   assert search_ray.make_scheduler(config) is None  # the plain sweep: every trial trains num_epochs
-  with config.unlocked():  # the keys come with search.halving (issue 13, part 1)
-    config.search.halving = True
-    config.search.min_epochs = 2
-    config.search.reduction_factor = 3
+  config.search.halving = True
+  config.search.min_epochs = 2
+  config.search.reduction_factor = 3
   scheduler = search_ray.make_scheduler(config)
   assert type(scheduler).__name__ == 'AsyncHyperBandScheduler'
   assert (scheduler._time_attr, scheduler._metric, scheduler._mode, scheduler._max_t) == (
       'epoch', 'val_miou', 'max', 20)
   assert [r[0] for r in scheduler._brackets[0]._rungs] == [18, 6, 2]
   assert search_ray.halving_settings(config) == (2, 3, [2, 6, 18])
+  config.search.min_epochs = None  # the local sweep's default: num_epochs / η^4, at least 1
+  assert search_ray.halving_settings(config) == (1, 3, [1, 3, 9])
 
 
 def test_the_cluster_template_installs_the_extra_and_starts_ray_on_every_node():
