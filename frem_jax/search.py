@@ -1,6 +1,7 @@
 """TPE search of B and X (or λ): a resumable outer loop around `train_and_evaluate`.
 
 Usage: python -m frem_jax.search --config=configs/mouse.py --workdir=DIR [--plot_only]
+       [--backend=ray [--ray_address=auto|HOST:PORT] [--max_concurrent_trials=N]]  (docs/search_ray.md)
 Each trial trains to the end in DIR/trial_NNN and is scored by its best
 validation mIoU (TPE minimises its negative); its test mIoU is recorded but
 never used for choosing. DIR/trials.json is rewritten after every trial, so a
@@ -152,6 +153,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) ->
 
 
 FLAGS = flags.FLAGS
+RAY_FLAGS = ('ray_address', 'max_concurrent_trials', 'cpus_per_trial', 'gpus_per_trial')
 
 
 def main(argv):
@@ -162,7 +164,17 @@ def main(argv):
       return
     if FLAGS.config is None:
       raise UserError('--config is required (unless --plot_only)')
-    record = run_search(cli.config_from_flag('config'), FLAGS.workdir)
+    stray = [f'--{n}' for n in RAY_FLAGS if FLAGS[n].present]
+    if stray and FLAGS.backend != 'ray':
+      raise UserError(f'{stray[0]} is for --backend=ray; add --backend=ray or leave it out')
+    if FLAGS.backend == 'ray':
+      from frem_jax import search_ray  # pylint: disable=g-import-not-at-top  # Ray is an optional extra
+      record = search_ray.run_search(
+          cli.config_from_flag('config'), FLAGS.workdir, ray_address=FLAGS.ray_address,
+          max_concurrent_trials=FLAGS.max_concurrent_trials, cpus_per_trial=FLAGS.cpus_per_trial,
+          gpus_per_trial=FLAGS.gpus_per_trial)
+    else:
+      record = run_search(cli.config_from_flag('config'), FLAGS.workdir)
   best = search_store.best_trial(record)
   if best:
     print(f'best trial {best["number"]}: {best["values"]}, val mIoU {100 * best["val_miou"]:.2f} %, '
@@ -175,5 +187,12 @@ if __name__ == '__main__':
   cli.define_config_flag(required=False)  # --plot_only needs none
   flags.DEFINE_string('workdir', None, 'Folder of the sweep: trials.json, best.json, search.png, trial_NNN/.')
   flags.DEFINE_bool('plot_only', False, 'Only redraw DIR/search.png from DIR/trials.json.')
+  flags.DEFINE_enum('backend', 'local', ['local', 'ray'],
+                    "local: one trial per local device; ray: Ray Tune (pip install -e '.[ray]').")
+  flags.DEFINE_string('ray_address', None, "--backend=ray: the cluster to join ('auto' or HOST:PORT); "
+                      'unset: start Ray on this machine.')
+  flags.DEFINE_integer('max_concurrent_trials', 0, '--backend=ray: trials at once; 0: as many as fit.')
+  flags.DEFINE_float('cpus_per_trial', 1.0, '--backend=ray: CPUs Ray reserves for each trial.')
+  flags.DEFINE_integer('gpus_per_trial', None, '--backend=ray: GPUs per trial; unset: 1 if the cluster has GPUs.')
   flags.mark_flag_as_required('workdir')
   app.run(main, flags_parser=cli.parse_flags)

@@ -119,11 +119,14 @@ def _count_params(params) -> int:
 
 
 @workdir_lock.holding('workdir', '--workdir')  # before anything is written; released on exit or death
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None,
+                       on_epoch=None) -> dict:
   """Trains (or resumes) a run in `workdir`, evaluates its best checkpoint on test, writes results.json.
 
   `devices` pins the run to these devices (the search runs one trial per
   device); by default `config.num_devices` local devices are used.
+  `on_epoch(epoch, scalars)`, if given, is called after every epoch is logged, with that epoch's
+  scalars plus 'val/best_miou' (the best validation mIoU so far); the Ray sweep reports them to Tune.
 
   Returns:
     The results dictionary written to `workdir/results.json`.
@@ -193,6 +196,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                            {'epoch': epoch, 'train_seconds': train_seconds,
                             'best_val_miou': best_miou}, val_miou)
       logger.write(epoch, scalars)
+      if on_epoch is not None:
+        on_epoch(epoch, {**scalars, 'val/best_miou': best_miou})
       # This epoch's validation mIoU (n/a if not evaluated) beside the best so far: one value repeated reads as stalled.
       epochs.set_postfix(loss=f'{loss:.4f}', val_miou='n/a' if val_miou is None else f'{val_miou:.4f}',
                          best_val_miou=f'{best_miou:.4f}' if math.isfinite(best_miou) else 'n/a')
