@@ -62,12 +62,23 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
 _MISSING = '<missing>'
 
 
+def _default_flat() -> dict:
+  from configs import default  # pylint: disable=g-import-not-at-top
+  return _flatten(config_to_json(default.get_config()))
+
+
 def config_differences(old: dict, new: dict, resumable: tuple) -> list[tuple[str, object, object]]:
   """(dotted key, old value, new value) of every key of two JSON configs that differs, outside `resumable`.
 
-  A key present on one side only shows '<missing>' on the other.
+  A key that `new` has and `old` lacks, set to its default (configs/default.py), is no difference:
+  keys added to the project after a run was saved default to the behaviour the run had. Otherwise
+  a key present on one side only shows '<missing>' on the other.
   """
   old_flat, new_flat = _flatten(upgrade(old)), _flatten(new)
+  defaults = _default_flat()
+  for k in set(new_flat) - set(old_flat):
+    if k in defaults and new_flat[k] == defaults[k]:
+      old_flat[k] = new_flat[k]
   return [(k, old_flat.get(k, _MISSING), new_flat.get(k, _MISSING))
           for k in sorted(set(old_flat) | set(new_flat))
           if k not in resumable and old_flat.get(k, _MISSING) != new_flat.get(k, _MISSING)]

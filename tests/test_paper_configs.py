@@ -1,11 +1,14 @@
 """The paper's configs train end to end at tiny scale: mouse (stand-in folder), Drosophila (real data), a user folder."""
 
+import numpy as np
+from PIL import Image
 import pytest
 
 from configs import drosophila, folder_example, mouse
+from frem_jax import datasets
+from frem_jax.search import space as search_space
 from frem_jax import train
 from frem_jax.config_validation import validate_config
-from frem_jax.search import space as search_space
 from tests.datasets.folders import write_folder
 from tests.datasets.test_drosophila_vnc import source_dir as drosophila_dir
 from tests.tiny import DATA_DIR
@@ -59,6 +62,16 @@ def test_mouse_config_trains_on_a_stand_in_folder(tmp_path):
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert results['class_names'] == ['background', 'membrane', 'nucleus']
   assert results['test']['miou'] is not None
+  # The documented split: 50 images -> 35/5/10 by image (one 32² tile each here), labels 0/1/2 as
+  # background/membrane/nucleus.
+  data = datasets.load_dataset(config, DATA_DIR)
+  assert data.class_names == ('background', 'membrane', 'nucleus')
+  assert {k: len(v) for k, v in data.splits.items()} == {'train': 35, 'validation': 5, 'test': 10}
+  assert {k: len(set(v.sources.tolist())) for k, v in data.splits.items()} == {'train': 35, 'validation': 5, 'test': 10}
+  written = sum(np.bincount(np.asarray(Image.open(f'{src}/labels/img{i:03d}.png')).ravel(), minlength=3)
+                for i in range(50))
+  loaded = sum(np.bincount(v.masks.ravel(), minlength=3) for v in data.splits.values())
+  np.testing.assert_array_equal(loaded, written)
 
 
 def test_drosophila_config_trains_on_a_few_real_tiles(tmp_path):
@@ -79,3 +92,9 @@ def test_folder_example_config_trains_on_a_users_folder(tmp_path):
   config = shrink(folder_example.get_config(), **{'dataset.source_dir': src, 'dataset.image_size': 32})
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert results['class_names'] == ['background', 'membrane']
+  # The documented split: 70/10/20 by image (7/1/2 of 10), each 40x70 image cut into 2x3 tiles of 32².
+  data = datasets.load_dataset(config, DATA_DIR)
+  assert data.class_names == ('background', 'membrane')
+  assert {k: len(set(v.sources.tolist())) for k, v in data.splits.items()} == {'train': 7, 'validation': 1, 'test': 2}
+  assert {k: len(v) for k, v in data.splits.items()} == {'train': 42, 'validation': 6, 'test': 12}
+  assert all(set(np.unique(v.masks).tolist()) == {0, 1} for v in data.splits.values())  # 255 -> membrane

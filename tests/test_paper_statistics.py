@@ -7,12 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from frem_jax.model import frem
+from frem_jax import datasets
 from frem_jax import randomness
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.errors import UserError
-from frem_jax.model import frem
-from frem_jax.model.unet import UNetSE
+from frem_jax.model.unet import Enhancement, UNetSE
+from tests import recompute
 from tests.tiny import tiny_config
 
 
@@ -70,10 +72,13 @@ def test_eval_sums_match_numpy_and_leave_padding_out():
   assert 'features/enhanced_sum' not in train.feature_stats(jax.device_get(sums), None)
 
 
+FREM_RUN_CONFIG = {'eval.frem_at_test': True, 'frem.factor': 20.0}
+
+
 @pytest.fixture(scope='module')
 def frem_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('frem_at_test'))
-  config = tiny_config(**{'eval.frem_at_test': True, 'frem.factor': 20.0})
+  config = tiny_config(**FREM_RUN_CONFIG)
   return workdir, train.train_and_evaluate(config, workdir)
 
 
@@ -82,7 +87,18 @@ def test_frem_at_test_is_reported_beside_the_plain_evaluation(frem_run):
   on = results['frem_at_test']
   assert set(on) == {'val', 'test', 'key'}
   assert on['key'] == "frem_epoch_key(seed=0, epoch=0, mode='random')"
-  assert 0.0 <= on['test']['miou'] <= 1.0
+  # Recomputed from the best checkpoint: the documented key, B = 5 and X = 20 on the test images.
+  config = tiny_config(**FREM_RUN_CONFIG)
+  model, variables = recompute.restore(workdir, config, results['best_epoch'])
+  test = datasets.load_dataset(config, config.dataset.data_dir).splits['test']
+  enhanced = model.apply(variables, test.images, train=False, enhancement=Enhancement(5, 20.0),
+                         rngs={'frem': randomness.frem_epoch_key(0, 0, 'random')}).logits
+  plain = model.apply(variables, test.images, train=False).logits
+  ious, miou = recompute.iou(test.masks, np.argmax(enhanced, -1), 3)
+  assert list(on['test']['iou_per_class'].values()) == pytest.approx(ious, abs=1e-12)
+  assert on['test']['miou'] == pytest.approx(miou, abs=1e-12)
+  ious, miou = recompute.iou(test.masks, np.argmax(plain, -1), 3)
+  assert list(results['test']['iou_per_class'].values()) == pytest.approx(ious, abs=1e-12)
   # X = 20 on 5 of 16 channels changes the predictions.
   assert on['test']['iou_per_class'] != results['test']['iou_per_class']
   with open(f'{workdir}/results.json') as f:
@@ -103,6 +119,26 @@ def test_feature_statistics_are_logged_every_evaluation(frem_run, tmp_path):
   for r in rows:
     assert r['features/deepest_mean'] > 0 and r['features/skip_mean'] > 0
     assert r['features/enhanced_sum'] + r['features/other_sum'] == pytest.approx(r['features/all_sum'])
+  # Each epoch enhances other channels, so the logged sums change.
+  assert len({r['features/enhanced_sum'] for r in rows}) == 3
+  # Recomputed for the epochs whose checkpoint is kept (the last and the best): the deepest stage's
+  # activations on the validation images, per image, over the channels of that epoch's key.
+  config = tiny_config(**FREM_RUN_CONFIG)
+  validation = datasets.load_dataset(config, config.dataset.data_dir).splits['validation']
+  masks = {e: enhanced_mask(0, e, 'random', 5) for e in (1, 2, 3)}
+  assert len({m.tobytes() for m in masks.values()}) == 3
+  kept = recompute.kept_epochs(workdir)
+  assert 3 in kept
+  for epoch in kept:
+    model, variables = recompute.restore(workdir, config, epoch)
+    _, inter = model.apply(variables, validation.images, train=False, mutable=['intermediates'])
+    per_image = np.asarray(inter['intermediates']['deepest_features'][0]).sum((0, 1, 2)) / len(validation)
+    logged = rows[epoch - 1]
+    assert logged['features/all_sum'] == pytest.approx(per_image.sum(), rel=1e-5)
+    assert logged['features/enhanced_sum'] == pytest.approx(per_image[masks[epoch]].sum(), rel=1e-5)
+    assert logged['features/other_sum'] == pytest.approx(per_image[~masks[epoch]].sum(), rel=1e-5)
+    for other in set(masks) - {epoch}:  # another epoch's channels would give another sum
+      assert logged['features/enhanced_sum'] != pytest.approx(per_image[masks[other]].sum(), rel=1e-3)
   baseline = str(tmp_path / 'baseline')
   train.train_and_evaluate(tiny_config(num_epochs=2, **{'frem.enabled': False}), baseline)
   rows = read_jsonl(f'{baseline}/metrics.jsonl')

@@ -10,6 +10,7 @@ import pytest
 
 from frem_jax import parallel
 from frem_jax.errors import UserError
+from tests.kernel_calls import TRAIN_TARGETS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,11 +24,14 @@ def trajectories():
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize('parallelism', ['jit', 'pmap'])
+@pytest.mark.parametrize('parallelism', ['jit', 'jit_on_device', 'pmap'])
 def test_two_devices_follow_the_one_device_trajectory(trajectories, parallelism):
-  one, two = trajectories[parallelism]['1'], trajectories[parallelism]['2']
+  # Data on the device equals host-fed batches on 1 device (tests/test_train.py), so both compare with 'jit'.
+  one, two = trajectories['pmap' if parallelism == 'pmap' else 'jit']['1'], trajectories[parallelism]['2']
   assert len(one) == 4 and np.all(np.isfinite(one))
   np.testing.assert_allclose(two, one, rtol=1e-4)
+  # ... with the CPU kernels on 2 devices, not XLA's convolutions compared with themselves.
+  assert set(trajectories['kernels'][parallelism]) == TRAIN_TARGETS
 
 
 def test_jit_and_pmap_agree(trajectories):

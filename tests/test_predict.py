@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 from PIL import Image
 import pytest
@@ -67,6 +68,31 @@ def test_windows_of_a_pointwise_model_give_back_the_pointwise_result():
     sliding_window.predict_logits(double, image, 32, 32)
 
 
+def add_window_mean(windows):
+  """A stand-in model whose value at a pixel depends on the window: the pixel plus its window's mean."""
+  return windows + windows.mean(axis=(1, 2), keepdims=True)
+
+
+def test_overlapping_windows_are_averaged():
+  image = np.random.default_rng(4).random((48, 48, 1)).astype(np.float32)
+  # Tiles of 32 overlapping by 16: windows start at 0 and 16 on each axis (no padding).
+  mean = {(y, x): image[y:y + 32, x:x + 32].mean() for y in (0, 16) for x in (0, 16)}
+  expected = image.copy()
+  expected[:16, :16] += mean[0, 0]
+  expected[:16, 16:32] += (mean[0, 0] + mean[0, 16]) / 2
+  expected[:16, 32:] += mean[0, 16]
+  expected[16:32, :16] += (mean[0, 0] + mean[16, 0]) / 2
+  expected[16:32, 16:32] += sum(mean.values()) / 4
+  expected[16:32, 32:] += (mean[0, 16] + mean[16, 16]) / 2
+  expected[32:, :16] += mean[16, 0]
+  expected[32:, 16:32] += (mean[16, 0] + mean[16, 16]) / 2
+  expected[32:, 32:] += mean[16, 16]
+  assert len({round(float(m), 6) for m in mean.values()}) == 4
+  for batch_size in (1, 3, 8):  # 3: the second batch is padded
+    np.testing.assert_allclose(sliding_window.predict_logits(add_window_mean, image, 32, 16, batch_size),
+                               expected, rtol=1e-6, atol=1e-6)
+
+
 def test_overlap_0_on_aligned_tiles_equals_each_crop_predicted_alone(loaded):
   assert (loaded.image_size, loaded.in_channels, loaded.num_classes) == (32, 1, 3)
   image = np.random.default_rng(1).random((128, 128, 1)).astype(np.float32)
@@ -76,8 +102,14 @@ def test_overlap_0_on_aligned_tiles_equals_each_crop_predicted_alone(loaded):
     for x in range(0, 128, 32):
       alone = loaded.logits(image[None, y:y + 32, x:x + 32])[0]
       np.testing.assert_allclose(tiled[y:y + 32, x:x + 32], alone, rtol=1e-5, atol=1e-5)
-  overlapped = sliding_window.predict_logits(loaded.logits, image, 32, 8)
-  assert overlapped.shape == tiled.shape and not np.allclose(overlapped, tiled, atol=1e-4)
+  # Two windows overlapping by 16 columns: there the logits are the mean of both windows' own.
+  strip = image[:32, :48]
+  overlapped = sliding_window.predict_logits(loaded.logits, strip, 32, 16)
+  left, right = loaded.logits(np.stack([strip[:, :32], strip[:, 16:]]))
+  assert not np.allclose(left[:, 16:], right[:, :16], atol=1e-3)
+  np.testing.assert_allclose(overlapped[:, :16], left[:, :16], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(overlapped[:, 16:32], (left[:, 16:] + right[:, :16]) / 2, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(overlapped[:, 32:], right[:, 16:], rtol=1e-5, atol=1e-5)
 
 
 def test_an_image_of_odd_size_comes_back_at_its_size(loaded):
@@ -182,7 +214,7 @@ def test_bad_input_is_one_line_and_exit_1(cli_runs, name):
   assert out.is_file() if name == 'output_is_file' else not out.exists()  # nothing written
 
 
-def test_raw_masks_and_probabilities(cli_runs):
+def test_raw_masks_and_probabilities(cli_runs, loaded):
   tmp, _, results = cli_runs
   assert results['raw'].returncode == 0, results['raw'].stderr
   with Image.open(tmp / 'raw' / 'x.png') as im:
@@ -190,8 +222,12 @@ def test_raw_masks_and_probabilities(cli_runs):
     classes = np.asarray(im)
   probs = np.load(tmp / 'raw' / 'x.npy')
   assert probs.shape == (45, 70, 3) and probs.dtype == np.float32
+  # The model's own softmax for that image (read as the CLI reads it, windows overlapping by 8).
+  with Image.open(tmp / 'in' / 'x.png') as im:
+    image = np.asarray(im, np.float32)[..., None]
+  logits = sliding_window.predict_logits(loaded.logits, image, 32, 8)
+  np.testing.assert_allclose(probs, np.asarray(jax.nn.softmax(logits, axis=-1)), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-  assert probs.min() >= 0
   chosen = np.take_along_axis(probs, classes[..., None].astype(np.int64), -1)[..., 0]
   np.testing.assert_allclose(chosen, probs.max(-1), atol=1e-6)  # the class of highest probability
   assert not os.path.exists(tmp / 'raw' / 'iou.json')

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+from PIL import Image
 import pytest
 
 from frem_jax import report
+from frem_jax import report_tables
 from frem_jax import search
 from frem_jax import train
 from tests.tiny import tiny_config
@@ -31,7 +34,7 @@ def runs(tmp_path_factory):
     dirs[name] = str(root / name)
     train.train_and_evaluate(tiny_config(num_epochs=2, **overrides), dirs[name])
   dirs['search'] = str(root / 'search')
-  search.run_search(tiny_config(num_epochs=1, **{'search.max_evals': 1}), dirs['search'])
+  search.run_search(tiny_config(num_epochs=1, **{'search.max_evals': 2}), dirs['search'])
   return dirs
 
 
@@ -60,6 +63,15 @@ def png(path):
     return f.read(8) == PNG_MAGIC
 
 
+def figure_size(path):
+  """(width, height) of a PNG figure that draws something: many colours, not one blank field."""
+  assert png(path)
+  with Image.open(path) as im:
+    pixels = np.asarray(im.convert('RGB'))
+  assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20 and pixels.std() > 10
+  return pixels.shape[1], pixels.shape[0]
+
+
 def test_report_tables_equal_the_runs_results(runs, tmp_path):
   out = tmp_path / 'report'
   rep = report.write_report({n: runs[n] for n in RUN_OVERRIDES}, [runs['search']], str(out), num_images=2)
@@ -84,17 +96,34 @@ def test_report_tables_equal_the_runs_results(runs, tmp_path):
                                   pct(frem['frem_at_test']['test']['miou']), pct(frem['test']['miou'])]
   assert rep['table1']['frem_enhanced_at_test'] == frem['frem_at_test']['test']['miou']
 
-  # Table 4: baseline, FREM, fixed channels.
+  # Table 4: baseline, FREM, fixed channels; every cell.
   rows = table_rows(md, '## Fixed channels (Table 4)')
-  assert [r[1] for r in rows] == ['none', '5 channels × 20, re-drawn every epoch', '3 channels × 100, fixed']
-  assert rows[2][-1] == pct(results_of(runs['fixed'])['test']['miou'])
+  enhancement = ['none', '5 channels × 20, re-drawn every epoch', '3 channels × 100, fixed']
+  assert len(rows) == 3
+  for row, name, how in zip(rows, ('baseline', 'frem', 'fixed'), enhancement):
+    test = results_of(runs[name])['test']
+    assert row == ([report_tables.METHODS[name], how] + [pct(v) for v in test['iou_per_class'].values()]
+                   + [pct(test['miou'])])
+  assert len({tuple(r[2:]) for r in rows}) == 3  # three different runs, not one row thrice
 
+  # Figures: drawn, with one panel per run (their sizes are panels × the panel size at 110 dpi).
   assert set(rep['figures']) == {'learning_curves', 'feature_magnitude', 'feature_sums', 'qualitative'}
   for name in rep['figures'].values():
-    assert png(out / name) and f'({name})' in md
-  search_record = json.load(open(os.path.join(runs['search'], 'trials.json')))
-  assert rep['searches'][0]['best']['val_miou'] == search_record['trials'][0]['val_miou']
-  assert png(out / rep['searches'][0]['figure'])
+    assert f'({name})' in md
+  assert figure_size(out / 'feature_magnitude.png') == (round(4.2 * 4 * 110), round(3.4 * 110))  # 4 runs
+  assert figure_size(out / 'feature_sums.png') == (round(3.8 * 5 * 110), round(3.2 * 110))  # all, 2 x (enhanced, other)
+  # 2 images x (input, truth, 4 runs)
+  assert figure_size(out / 'qualitative.png') == (round(2.4 * 6 * 110), round(2.5 * 2 * 110))
+
+  # The search: the best of its 2 trials by validation mIoU.
+  trials = json.load(open(os.path.join(runs['search'], 'trials.json')))['trials']
+  assert len(trials) == 2 and trials[0]['val_miou'] != trials[1]['val_miou']
+  best = max(trials, key=lambda t: t['val_miou'])
+  assert rep['searches'][0]['best'] == {k: best[k] for k in ('number', 'values', 'val_miou', 'test_miou')}
+  assert rep['searches'][0]['trials'] == 2 and rep['searches'][0]['ok'] == 2
+  assert (f'Best trial {best["number"]}: {best["values"]}, validation mIoU {pct(best["val_miou"])} %, '
+          f'test mIoU {pct(best["test_miou"])} %.') in md
+  figure_size(out / rep['searches'][0]['figure'])
   assert rep['notes'] == []
 
 
@@ -120,17 +149,18 @@ def test_cli_takes_runs_as_space_separated_pairs(runs, tmp_path):
   proc = run_cli('--runs', f'baseline={runs["baseline"]}', f'frem={runs["frem"]}',
                  f'--out={tmp_path / "out"}', '--num_images=1')
   assert proc.returncode == 0, proc.stderr
+  assert 'Traceback' not in proc.stderr
   with open(tmp_path / 'out' / 'report.json') as f:
     assert [r['run'] for r in json.load(f)['table_iou']] == ['baseline', 'frem']
 
 
 def test_cli_bad_input_is_one_line(tmp_path):
   (tmp_path / 'file').write_text('x')
-  proc = run_cli('--runs', 'frem', f'--out={tmp_path / "o"}')
-  assert proc.returncode == 1 and "error: --runs: 'frem' is not NAME=DIR" in proc.stderr
-  proc = run_cli('--runs=frem=a', '--runs=frem=b', f'--out={tmp_path / "o"}')
-  assert proc.returncode == 1 and "error: --runs: 'frem' is given twice" in proc.stderr
-  proc = run_cli('--runs=frem=a', f'--out={tmp_path / "file"}')
-  assert proc.returncode == 1 and f'error: --out={tmp_path / "file"} is an existing file' in proc.stderr
-  for p in (proc,):
-    assert 'Traceback' not in p.stderr
+  cases = [(('--runs', 'frem', f'--out={tmp_path / "o"}'), "error: --runs: 'frem' is not NAME=DIR"),
+           (('--runs=frem=a', '--runs=frem=b', f'--out={tmp_path / "o"}'), "error: --runs: 'frem' is given twice"),
+           (('--runs=frem=a', f'--out={tmp_path / "file"}'), f'error: --out={tmp_path / "file"} is an existing file')]
+  for args, message in cases:
+    proc = run_cli(*args)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert len([l for l in proc.stderr.splitlines() if l.startswith('error:')]) == 1

@@ -123,42 +123,60 @@ from tests.tiny import tiny_config
 def get_config():
   config = tiny_config(num_epochs=3, **{{'dataset.data_dir': {data_dir!r}}})
   config.search.max_evals = 3
+  config.search.n_startup_jobs = 1  # TPE models the results from the second trial on
   return config
 """
 
 
-def test_sweep_killed_after_its_first_trial_resumes_to_exactly_max_evals(tmp_path):
+def kill_when(proc, ready, timeout=300):
+  """SIGKILLs `proc` as soon as `ready()` holds (polled); returns whether it did before `proc` ended."""
+  deadline = time.time() + timeout
+  caught = False
+  try:
+    while time.time() < deadline and proc.poll() is None:
+      if ready():
+        caught = True
+        break
+      time.sleep(0.02)
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  return caught
+
+
+def test_sweep_killed_mid_trial_resumes_from_its_checkpoint_to_the_uninterrupted_results(tmp_path):
   config_file = tmp_path / 'sweep_config.py'
   config_file.write_text(SWEEP_CONFIG_FILE.format(data_dir=DATA_DIR))
   workdir = tmp_path / 'sweep'
   args = [sys.executable, '-m', 'frem_jax.search', f'--config={config_file}', f'--workdir={workdir}']
   proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  trials = []
-  try:
-    # Kill it while the second trial is training.
-    while time.time() < deadline and proc.poll() is None:
-      if os.path.exists(workdir / 'trials.json'):
-        trials = read_json(workdir / 'trials.json')['trials']
-        if len(trials) == 2 and os.path.exists(workdir / 'trial_001' / 'config.json'):
-          break
-      time.sleep(0.05)
-  finally:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-  assert [t['status'] for t in trials] == ['ok', 'running'], 'the sweep was not caught mid-way'
+  trial = workdir / 'trial_001'
+  # Killed while the second trial trains, after its first epoch is checkpointed (orbax renames a
+  # finished checkpoint to its epoch number).
+  caught = kill_when(proc, lambda: os.path.isdir(trial / 'checkpoints' / '1'))
+  assert caught and not os.path.exists(trial / 'results.json'), 'the sweep was not caught mid-trial'
+  trials = read_json(workdir / 'trials.json')['trials']
+  assert [t['status'] for t in trials] == ['ok', 'running']
 
   resumed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr
+  assert f'Resuming {trial} from epoch ' in resumed.stderr  # from its own checkpoint, not from scratch
   final = read_json(workdir / 'trials.json')['trials']
   assert [t['number'] for t in final] == [0, 1, 2]
   assert [t['status'] for t in final] == ['ok', 'ok', 'ok']
   assert final[0] == trials[0]  # finished trials are not re-run
   assert final[1]['values'] == trials[1]['values']  # the cut-off trial is re-run as proposed
-  assert len({t['workdir'] for t in final}) == 3
   assert sorted(p for p in os.listdir(workdir) if p.startswith('trial_')) == [
       'trial_000', 'trial_001', 'trial_002']
   assert 'best trial' in resumed.stdout
+
+  # The same sweep without the kill: TPE proposes the same values from the same scores.
+  config = tiny_config(num_epochs=3)
+  config.search.max_evals, config.search.n_startup_jobs = 3, 1
+  straight = search.run_search(config, str(tmp_path / 'straight'))['trials']
+  fields = ('number', 'values', 'val_miou', 'test_miou', 'test_iou_per_class', 'best_epoch')
+  assert [{k: t[k] for k in fields} for t in final] == [{k: t[k] for k in fields} for t in straight]
+  assert len({t['val_miou'] for t in final}) == 3  # the scores TPE modelled were not all alike
 
 
 def test_trials_run_side_by_side_one_per_device(tmp_path):

@@ -17,6 +17,7 @@ from frem_jax import randomness
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.errors import TrainingDiverged, UserError
+from tests import recompute
 from tests.tiny import DATA_DIR, tiny_config
 
 
@@ -131,6 +132,16 @@ def test_results_json_has_the_promised_fields(finished_run):
     lines = [json.loads(l) for l in f]
   assert [l['epoch'] for l in lines] == [1, 2, 3]
   assert max(l['val/miou'] for l in lines) == pytest.approx(on_disk['val']['miou'])
+  # The best epoch is the earliest with the highest validation mIoU; test is its checkpoint's.
+  val = [l['val/miou'] for l in lines]
+  assert on_disk['best_epoch'] == 1 + val.index(max(val))
+  config = tiny_config()
+  model, variables = recompute.restore(workdir, config, on_disk['best_epoch'])
+  test = datasets.load_dataset(config, DATA_DIR).splits['test']
+  predicted = np.argmax(model.apply(variables, test.images, train=False).logits, -1)
+  ious, miou = recompute.iou(test.masks, predicted, 3)
+  assert on_disk['test']['miou'] == pytest.approx(miou, abs=1e-12)
+  assert list(on_disk['test']['iou_per_class'].values()) == pytest.approx(ious, abs=1e-12)
   assert any(name.startswith('events.out.tfevents') for name in os.listdir(os.path.join(workdir, 'tensorboard')))
 
 

@@ -1,7 +1,7 @@
 """TPE search of B and X (or λ): a resumable outer loop around `train_and_evaluate`.
 
 Usage: python -m frem_jax.search --config=configs/mouse.py --workdir=DIR [--plot_only]
-(search/__main__.py). Each trial trains to the end in DIR/trial_NNN and is scored by its best
+(search/__main__.py; --backend=ray: search/ray_tune.py, docs/search_ray.md). Each trial trains to the end in DIR/trial_NNN and is scored by its best
 validation mIoU (TPE minimises its negative); its test mIoU is recorded but
 never used for choosing. DIR/trials.json is rewritten after every trial, so a
 sweep stopped at any point continues where it was when re-run; with N local

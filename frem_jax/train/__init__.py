@@ -89,11 +89,14 @@ class _Progress:
 
 
 @workdir_lock.holding('workdir', '--workdir')  # before anything is written; released on exit or death
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None,
+                       on_epoch=None) -> dict:
   """Trains (or resumes) a run in `workdir`, evaluates its best checkpoint on test, writes results.json.
 
   `devices` pins the run to these devices (the search runs one trial per
   device); by default `config.num_devices` local devices are used.
+  `on_epoch(epoch, scalars)`, if given, is called after every epoch is logged, with that epoch's
+  scalars plus 'val/best_miou' (the best validation mIoU so far); the Ray sweep reports them to Tune.
 
   Returns:
     The results dictionary written to `workdir/results.json`.
@@ -113,7 +116,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   logger = MetricLogger(workdir)
   try:
     state, progress = _resume(manager, logger, state, workdir)
-    state, progress = _train_epochs(config, data, runner, manager, logger, state, progress)
+    state, progress = _train_epochs(config, data, runner, manager, logger, state, progress, on_epoch)
     best_epoch = manager.best_step()
     best_state, _ = checkpointing.restore(manager, best_epoch, state)
     evaluation = _evaluate_best(config, data, runner, model, best_state)
@@ -148,7 +151,7 @@ def _resume(manager, logger: MetricLogger, state: steps.TrainState, workdir: str
 
 
 def _train_epochs(config, data: input_pipeline.Dataset, runner: epochs_lib.EpochRunner, manager,
-                  logger: MetricLogger, state: steps.TrainState, progress: _Progress):
+                  logger: MetricLogger, state: steps.TrainState, progress: _Progress, on_epoch=None):
   """Trains the remaining epochs: validation, feature statistics, checkpoints and logs after each."""
   eval_fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh)
   hparams = hyperparams(config)
@@ -181,6 +184,8 @@ def _train_epochs(config, data: input_pipeline.Dataset, runner: epochs_lib.Epoch
                          {'epoch': epoch, 'train_seconds': progress.train_seconds,
                           'best_val_miou': progress.best_miou}, val_miou)
     logger.write(epoch, scalars)
+    if on_epoch is not None:
+      on_epoch(epoch, {**scalars, 'val/best_miou': progress.best_miou})
     # This epoch's validation mIoU (n/a if not evaluated) beside the best so far: one value repeated reads as stalled.
     epochs.set_postfix(loss=f'{loss:.4f}', val_miou='n/a' if val_miou is None else f'{val_miou:.4f}',
                        best_val_miou=f'{progress.best_miou:.4f}' if math.isfinite(progress.best_miou) else 'n/a')
