@@ -80,6 +80,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.search.max_evals = ml_collections.config_dict.placeholder(int)  # None: 50 ('frem'), 15 ('supervision')
   config.search.seed = 0  # hyperopt's own randomness
   config.search.n_startup_jobs = 20  # random trials before TPE models the results (hyperopt's default)
+  # Trials trained together per device, K runs in one vmapped train step (docs/population.md);
+  # 1 = one trial at a time per device (the paper's protocol).
+  config.search.population = 1
 
   config.lock()
   return config

@@ -76,3 +76,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(config.frem.mode in FREM_MODES, f'frem.mode={config.frem.mode!r} must be one of {FREM_MODES}')
   w = config.supervision.weight
   _require(0.0 <= w <= 1.0, f'supervision.weight (λ)={w} must be in [0, 1]')
+  k = config.search.get('population', 1)
+  _require(_is_int(k) and k >= 1, f'search.population={k!r} must be an integer >= 1 (1 = one trial at a time)')
+  _require(k == 1 or not config.search.get('halving', False),
+           f'search.population={k} and search.halving cannot be combined; use one of them '
+           '(search.population=1 or search.halving=False)')
