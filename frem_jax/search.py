@@ -96,9 +96,10 @@ def _run_population(config, resolved, workdir, entries, device) -> list:
     raise
   except Exception as e:  # pylint: disable=broad-except  # a failed population must not stop the sweep
     outcomes = [_failed(entry, e) for entry in entries]
+  wall_seconds = time.perf_counter() - t0  # the population's: its trials ran together
   for outcome in outcomes:
     outcome['device'] = str(device)
-    outcome['wall_seconds'] = time.perf_counter() - t0  # the population's: its trials ran together
+    outcome['wall_seconds'] = wall_seconds
   return outcomes
 
 

@@ -123,7 +123,6 @@ def test_diverging_member_fails_alone(tmp_path):
 @pytest.mark.parametrize('population_size,halving,message', [
     (0, None, 'search.population=0 must be an integer >= 1 (1 = one trial at a time)'),
     (-2, None, 'search.population=-2 must be an integer >= 1'),
-    (2.5, None, 'search.population=2.5 must be an integer >= 1'),
     (2, True, 'search.population=2 and search.halving cannot be combined'),
 ])
 def test_bad_population_is_refused_before_anything_is_written(population_size, halving, message, tmp_path):
