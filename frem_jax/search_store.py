@@ -15,7 +15,8 @@ TRIALS_FILE = 'trials.json'
 BEST_FILE = 'best.json'
 FORMAT = 1
 # Config keys that may differ when a sweep is resumed: more trials, or the data moved.
-RESUMABLE_KEYS = ('search.max_evals', 'dataset.source_dir', 'dataset.data_dir', 'model.conv_impl')
+RESUMABLE_KEYS = ('search.max_evals', 'dataset.source_dir', 'dataset.data_dir', 'model.conv_impl',
+                  'search.population')
 
 
 def load(workdir: str) -> dict:

@@ -3,12 +3,13 @@
 Usage: python -m frem_jax.train --config=configs/demo.py --workdir=runs/demo
 """
 
+import dataclasses
 import functools
 import math
 import os
 import sys
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from absl import app
 from absl import flags
@@ -150,22 +151,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       data_on_device=config.data_on_device, augment=config.dataset.augment, devices=devices)
   eval_fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh)
   hparams = hyperparams(config)
-  channels = config.model.features[-1]
-
-  manager = checkpointing.make_manager(workdir)
-  logger = MetricLogger(workdir)
-  start_epoch, train_seconds = 0, 0.0
-  best_miou = -math.inf
-  if manager.latest_step() is not None:
-    start_epoch = manager.latest_step()
-    state, meta = checkpointing.restore(manager, start_epoch, state)
-    train_seconds, best_miou = meta['train_seconds'], meta['best_val_miou']
-    logging.info('Resuming %s from epoch %d.', workdir, start_epoch)
-  logger.truncate_after(start_epoch)
+  run = open_run(workdir, state)
+  state = run.state
   train_state = runner.put(state)
 
   try:
-    epochs = tqdm(range(start_epoch + 1, config.num_epochs + 1), initial=start_epoch,
+    epochs = tqdm(range(run.start_epoch + 1, config.num_epochs + 1), initial=run.start_epoch,
                   total=config.num_epochs, desc='epochs', unit='epoch', file=sys.stderr)
     for epoch in epochs:
       t0 = time.perf_counter()
@@ -173,60 +164,120 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       train_state, loss_sum = runner.run(train_state, epoch, hparams, key)
       loss = float(loss_sum) / input_pipeline.steps_per_epoch(train_split, config.batch_size)
       state = runner.get(train_state)
-      if not math.isfinite(loss):
-        raise TrainingDiverged(
-            f'training diverged: the loss is {loss} in epoch {epoch} (frem.factor={config.frem.factor}, '
-            f'learning_rate={config.learning_rate}); nothing of this epoch was saved')
-      train_seconds += time.perf_counter() - t0
-      scalars = {'train/loss': loss}
-      val_miou = None
-      if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
-        sums = evaluate(eval_fn, state, data.splits['validation'], config.eval_batch_size, hparams, key)
-        val = metrics.summarize(sums['confusion'], data.class_names)
-        val_miou = val['miou'] if val['miou'] is not None else 0.0
-        scalars['val/miou'] = val['miou']
-        scalars.update({f'val/iou/{k}': v for k, v in val['iou_per_class'].items()})
-        enhanced = (np.asarray(frem_lib.selected_channels(key, channels, config.frem.num_selected))
-                    if config.frem.enabled else None)
-        scalars.update(feature_stats(sums, enhanced))
-      improved = val_miou is not None and val_miou > best_miou
-      best_miou = max(best_miou, val_miou) if val_miou is not None else best_miou
-      if improved or epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
-        checkpointing.save(manager, epoch, state,
-                           {'epoch': epoch, 'train_seconds': train_seconds,
-                            'best_val_miou': best_miou}, val_miou)
-      logger.write(epoch, scalars)
+      check_finite(config, epoch, loss)
+      seconds = time.perf_counter() - t0
+      sums = (evaluate(eval_fn, state, data.splits['validation'], config.eval_batch_size, hparams, key)
+              if evaluates(config, epoch) else None)
+      val_miou = end_epoch(config, data, run, epoch, state, loss, seconds, sums, key)
+      best_miou = run.best_miou
       if on_epoch is not None:
-        on_epoch(epoch, {**scalars, 'val/best_miou': best_miou})
+        on_epoch(epoch, {**run.last_scalars, 'val/best_miou': best_miou})
       # This epoch's validation mIoU (n/a if not evaluated) beside the best so far: one value repeated reads as stalled.
       epochs.set_postfix(loss=f'{loss:.4f}', val_miou='n/a' if val_miou is None else f'{val_miou:.4f}',
                          best_val_miou=f'{best_miou:.4f}' if math.isfinite(best_miou) else 'n/a')
-    manager.wait_until_finished()
-
-    best_epoch = manager.best_step()
-    best_state, _ = checkpointing.restore(manager, best_epoch, state)
-    def summarize(fn, split, frem_key):
-      sums = evaluate(fn, best_state, data.splits[split], config.eval_batch_size, hparams, frem_key)
-      return metrics.summarize(sums['confusion'], data.class_names)
-
-    # FREM's key at test (used only with eval.frem_at_test): epoch 0's, which training never uses.
-    test_key = frem_epoch_key(config.seed, 0, config.frem.mode)
-    val, test = summarize(eval_fn, 'validation', test_key), summarize(eval_fn, 'test', test_key)
-    frem_at_test = None
-    if config.eval.frem_at_test:
-      fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh, frem_at_test=True)
-      frem_at_test = {'val': summarize(fn, 'validation', test_key), 'test': summarize(fn, 'test', test_key),
-                      'key': f'frem_epoch_key(seed={config.seed}, epoch=0, mode={config.frem.mode!r})'}
-    full_sections = None
-    if config.dataset.name == 'drosophila_vnc':
-      apply = steps.jit_logits(model)
-      variables = {'params': best_state.params, 'batch_stats': best_state.batch_stats}
-      full_sections = section_eval.evaluate_full_sections(
-          lambda x: apply(variables, x), data.splits['test'], config.dataset.image_size,
-          config.eval.full_section_overlap, data.class_names)
+    return finish_run(config, workdir, data, model, runner.mesh, run, state, hparams)
   finally:
-    manager.close()
-    logger.close()
+    run.close()
+
+
+@dataclasses.dataclass
+class RunLog:
+  """What a run keeps between epochs: its checkpoints, metric log, training time and best validation mIoU."""
+  manager: Any
+  logger: MetricLogger
+  state: steps.TrainState  # as restored (or as given, for a new run)
+  start_epoch: int = 0
+  train_seconds: float = 0.0
+  best_miou: float = -math.inf
+  last_scalars: dict = dataclasses.field(default_factory=dict)  # the last epoch's logged scalars
+
+  def close(self) -> None:
+    self.manager.close()
+    self.logger.close()
+
+
+def open_run(workdir: str, state: steps.TrainState) -> RunLog:
+  """Opens `workdir`'s checkpoints and metric log; resumes from its latest checkpoint if it has one."""
+  run = RunLog(checkpointing.make_manager(workdir), MetricLogger(workdir), state)
+  if run.manager.latest_step() is not None:
+    run.start_epoch = run.manager.latest_step()
+    run.state, meta = checkpointing.restore(run.manager, run.start_epoch, state)
+    run.train_seconds, run.best_miou = meta['train_seconds'], meta['best_val_miou']
+    logging.info('Resuming %s from epoch %d.', workdir, run.start_epoch)
+  run.logger.truncate_after(run.start_epoch)
+  return run
+
+
+def check_finite(config: ml_collections.ConfigDict, epoch: int, loss: float) -> None:
+  """TrainingDiverged if the epoch's loss is not finite."""
+  if not math.isfinite(loss):
+    raise TrainingDiverged(
+        f'training diverged: the loss is {loss} in epoch {epoch} (frem.factor={config.frem.factor}, '
+        f'learning_rate={config.learning_rate}); nothing of this epoch was saved')
+
+
+def evaluates(config: ml_collections.ConfigDict, epoch: int) -> bool:
+  """Whether `epoch` ends with a validation pass."""
+  return epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs
+
+
+def end_epoch(config: ml_collections.ConfigDict, data: input_pipeline.Dataset, run: RunLog, epoch: int,
+              state: steps.TrainState, loss: float, seconds: float, sums: Optional[dict],
+              key: jax.Array) -> Optional[float]:
+  """Logs a trained epoch (validation metrics from `sums`, an `evaluate` pass, or None) and checkpoints it if due.
+
+  Returns:
+    The epoch's validation mIoU, or None if it was not evaluated.
+  """
+  run.train_seconds += seconds
+  scalars = {'train/loss': loss}
+  val_miou = None
+  if sums is not None:
+    val = metrics.summarize(sums['confusion'], data.class_names)
+    val_miou = val['miou'] if val['miou'] is not None else 0.0
+    scalars['val/miou'] = val['miou']
+    scalars.update({f'val/iou/{k}': v for k, v in val['iou_per_class'].items()})
+    enhanced = (np.asarray(frem_lib.selected_channels(key, config.model.features[-1], config.frem.num_selected))
+                if config.frem.enabled else None)
+    scalars.update(feature_stats(sums, enhanced))
+  improved = val_miou is not None and val_miou > run.best_miou
+  run.best_miou = max(run.best_miou, val_miou) if val_miou is not None else run.best_miou
+  if improved or epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
+    checkpointing.save(run.manager, epoch, state,
+                       {'epoch': epoch, 'train_seconds': run.train_seconds,
+                        'best_val_miou': run.best_miou}, val_miou)
+  run.logger.write(epoch, scalars)
+  run.last_scalars = scalars
+  return val_miou
+
+
+def finish_run(config: ml_collections.ConfigDict, workdir: str, data: input_pipeline.Dataset,
+               model: UNetSE, mesh, run: RunLog, state: steps.TrainState,
+               hparams: steps.Hyperparams) -> dict:
+  """Evaluates the best checkpoint of a finished run on validation and test; writes and returns results.json."""
+  run.manager.wait_until_finished()
+  eval_fn = epochs_lib.jit_eval_step(data.num_classes, mesh)
+  best_epoch = run.manager.best_step()
+  best_state, _ = checkpointing.restore(run.manager, best_epoch, state)
+  def summarize(fn, split, frem_key):
+    sums = evaluate(fn, best_state, data.splits[split], config.eval_batch_size, hparams, frem_key)
+    return metrics.summarize(sums['confusion'], data.class_names)
+
+  # FREM's key at test (used only with eval.frem_at_test): epoch 0's, which training never uses.
+  test_key = frem_epoch_key(config.seed, 0, config.frem.mode)
+  val, test = summarize(eval_fn, 'validation', test_key), summarize(eval_fn, 'test', test_key)
+  frem_at_test = None
+  if config.eval.frem_at_test:
+    fn = epochs_lib.jit_eval_step(data.num_classes, mesh, frem_at_test=True)
+    frem_at_test = {'val': summarize(fn, 'validation', test_key), 'test': summarize(fn, 'test', test_key),
+                    'key': f'frem_epoch_key(seed={config.seed}, epoch=0, mode={config.frem.mode!r})'}
+  full_sections = None
+  if config.dataset.name == 'drosophila_vnc':
+    apply = steps.jit_logits(model)
+    variables = {'params': best_state.params, 'batch_stats': best_state.batch_stats}
+    full_sections = section_eval.evaluate_full_sections(
+        lambda x: apply(variables, x), data.splits['test'], config.dataset.image_size,
+        config.eval.full_section_overlap, data.class_names)
 
   inference_params = {k: v for k, v in state.params.items() if k != 'supervision_head'}
   results = {
@@ -238,7 +289,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       'test': test,
       'num_params': _count_params(state.params),
       'num_params_inference': _count_params(inference_params),
-      'train_seconds': train_seconds,
+      'train_seconds': run.train_seconds,
       'normalization': {'mean': data.mean, 'std': data.std},
   }
   if frem_at_test is not None:

@@ -13,7 +13,7 @@ CONFIG_FILE = 'config.json'
 LOCK_FILE = '.lock'
 # Keys that may change when a run is resumed: training longer continues the same run, and
 # moving the data (or its prepared copy) does not change it.
-RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir', 'model.conv_impl')
+RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir', 'model.conv_impl', 'search.population')
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
