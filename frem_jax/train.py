@@ -243,9 +243,11 @@ def end_epoch(config: ml_collections.ConfigDict, data: input_pipeline.Dataset, r
   improved = val_miou is not None and val_miou > run.best_miou
   run.best_miou = max(run.best_miou, val_miou) if val_miou is not None else run.best_miou
   if improved or epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
+    # Only a new best carries the metric: orbax's best checkpoint is the latest of tied metrics,
+    # and ours is the earliest epoch with the highest validation mIoU.
     checkpointing.save(run.manager, epoch, state,
                        {'epoch': epoch, 'train_seconds': run.train_seconds,
-                        'best_val_miou': run.best_miou}, val_miou)
+                        'best_val_miou': run.best_miou}, val_miou if improved else None)
   run.logger.write(epoch, scalars)
   run.last_scalars = scalars
   return val_miou
