@@ -84,6 +84,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.search.halving = False
   config.search.min_epochs = ml_collections.config_dict.placeholder(int)  # the first rung; None: num_epochs / η^4
   config.search.reduction_factor = 3  # η
+  # Trials trained together per device, K runs in one vmapped train step (docs/population.md);
+  # 1 = one trial at a time per device (the paper's protocol).
+  config.search.population = 1
 
   config.lock()
   return config

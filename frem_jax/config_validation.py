@@ -76,3 +76,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(not config.search.halving or min_epochs is None or min_epochs <= config.num_epochs,
            f'search.min_epochs={min_epochs} must be <= num_epochs={config.num_epochs} (the first rung '
            'of search.halving); lower it or train longer')
+  k = config.search.get('population', 1)
+  _require(_is_int(k) and k >= 1, f'search.population={k!r} must be an integer >= 1 (1 = one trial at a time)')
+  _require(k == 1 or not config.search.get('halving', False),
+           f'search.population={k} and search.halving cannot be combined; use one of them '
+           '(search.population=1 or search.halving=False)')

@@ -13,8 +13,9 @@ from frem_jax.filenames import CONFIG_FILE
 LOCK_FILE = '.lock'
 
 # Keys that may change when a run is resumed: training longer continues the same run, and
-# moving the data (or its prepared copy) or the layers' arithmetic does not change it.
-RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir', 'model.layers')
+# moving the data (or its prepared copy), the layers' arithmetic or the sweep's population size does
+# not change it.
+RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir', 'model.layers', 'search.population')
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:

@@ -1,7 +1,7 @@
 """The sweep on Ray Tune (--backend=ray): a local Ray, a 3-trial sweep killed and restored, bad input.
 
 The tests that need Ray carry the `ray` marker and are skipped when the extra is not installed
-(`pip install -e '.[test,ray]'`). They share one local Ray per module (`ray.init(num_cpus=2)`).
+(`pip install -e '.[test]'`: the test extra includes Ray Tune). They share one local Ray per module (`ray.init(num_cpus=2)`).
 """
 
 import importlib.util
@@ -31,7 +31,7 @@ HAVE_RAY = importlib.util.find_spec('ray') is not None
 
 def needs_ray(test):
   """Marks a test `ray`; skipped, saying how to install the extra, when Ray is not installed."""
-  skip = pytest.mark.skipif(not HAVE_RAY, reason="Ray Tune is not installed: pip install -e '.[test,ray]'")
+  skip = pytest.mark.skipif(not HAVE_RAY, reason="Ray Tune is not installed: pip install -e '.[test]', whose test extra includes Ray Tune")
   return pytest.mark.ray(skip(test))
 
 

@@ -200,3 +200,29 @@ def test_supervision_loss_is_the_weighted_sum(lam):
   _, m = train_fn(state, batch, steps.make_hyperparams(0, 1.0, lam), randomness.frem_epoch_key(0, 1, 'random'))
   assert float(m['loss']) == pytest.approx((1 - lam) * final + lam * sup, rel=1e-5)
   assert float(m['loss_final']) == pytest.approx(final, rel=1e-5)
+
+
+def test_results_are_the_earliest_best_epochs_not_the_last(tmp_path, monkeypatch):
+  """Validation mIoU scripted to peak at epochs 2 and 3 (a tie) and fall at 4: results are epoch 2's."""
+  scripted = iter([0.5, 0.9, 0.9, 0.3])  # the training loop's validations, in order; then real ones
+  real = train.metrics.summarize
+
+  def summarize(confusion, class_names):
+    summary = real(confusion, class_names)
+    value = next(scripted, None)
+    return summary if value is None else {**summary, 'miou': value}
+
+  monkeypatch.setattr(train.metrics, 'summarize', summarize)
+  config = tiny_config()
+  config.num_epochs = 4
+  workdir = str(tmp_path / 'run')
+  results = train.train_and_evaluate(config, workdir)
+  assert results['best_epoch'] == 2
+  test = datasets.load_dataset(config, DATA_DIR).splits['test']
+  miou_at = {}
+  for epoch in (2, 4):  # the best and the last are both kept
+    model, variables = recompute.restore(workdir, config, epoch)
+    predicted = np.argmax(model.apply(variables, test.images, train=False).logits, -1)
+    miou_at[epoch] = recompute.iou(test.masks, predicted, 3)[1]
+  assert results['test']['miou'] == pytest.approx(miou_at[2], abs=1e-12)
+  assert miou_at[2] != miou_at[4]  # so the check above tells the best checkpoint from the last

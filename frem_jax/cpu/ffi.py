@@ -26,6 +26,10 @@ _UP_INPUT_GRAD = 'frem_upconv2x2_dx'
 _UP_KERNEL_GRAD = 'frem_upconv2x2_dk'
 _LANES = 16  # the kernels' vector width: output channels must be a multiple of it
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+# Under jax.vmap (train/population.py: K runs in one step) the kernels run once per member, unrolled: each
+# member has its own weights, so the calls cannot be merged into one bigger batch, and XLA's own
+# convolutions batched over members (grouped convolutions) were slower on our CPU (docs/population.md).
+VMAP_METHOD = 'sequential_unrolled'
 NOT_BUILT = ('the CPU kernels are not built in this install (reinstall with a C++17 compiler) or '
              "this jaxlib refused them (see the log); use model.layers='auto' or 'flax'")
 
@@ -66,7 +70,8 @@ def _xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def _call(target: str, shape: tuple, *args: jax.Array) -> jax.Array:
   if not available():
     raise RuntimeError(NOT_BUILT)
-  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32))(*args)
+  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32),
+                          vmap_method=VMAP_METHOD)(*args)
 
 
 def _forward(x: jax.Array, kernel: jax.Array) -> jax.Array:

@@ -5,7 +5,8 @@ Usage: python -m frem_jax.search --config=configs/mouse.py --workdir=DIR [--plot
 validation mIoU (TPE minimises its negative); its test mIoU is recorded but
 never used for choosing. DIR/trials.json is rewritten after every trial, so a
 sweep stopped at any point continues where it was when re-run; with N local
-devices N trials run side by side, one per device. With search.halving the trials
+devices N trials run side by side, one per device, and with `search.population`
+= K, K trials per device trained together (train/population.py). With search.halving the trials
 train rung by rung and most stop early (search/halving.py, docs/search.md).
 """
 
@@ -44,12 +45,7 @@ def _run_trial(config, resolved, workdir, entry, device) -> dict:
   trial_dir = os.path.join(workdir, entry['workdir'])
   try:
     trial = search_space.trial_config(config, resolved['space'], entry['values'])
-    results = train.train_and_evaluate(trial, trial_dir, devices=[device])
-    if results['val']['miou'] is None or not np.isfinite(results['val']['miou']):
-      raise ValueError(f'validation mIoU is {results["val"]["miou"]}')
-    outcome = {'status': 'ok', 'reason': None, 'val_miou': results['val']['miou'],
-               'best_epoch': results['best_epoch'], 'test_miou': results['test']['miou'],
-               'test_iou_per_class': results['test']['iou_per_class']}
+    outcome = _outcome(train.train_and_evaluate(trial, trial_dir, devices=[device]))
   except TrainingDiverged as e:
     outcome = _failed(entry, e)
   except UserError:
@@ -59,6 +55,50 @@ def _run_trial(config, resolved, workdir, entry, device) -> dict:
   outcome['device'] = str(device)
   outcome['wall_seconds'] = time.perf_counter() - t0
   return outcome
+
+
+def _outcome(results: dict) -> dict:
+  """The outcome fields of a trial from its results.json; ValueError if it has no validation mIoU."""
+  if results['val']['miou'] is None or not np.isfinite(results['val']['miou']):
+    raise ValueError(f'validation mIoU is {results["val"]["miou"]}')
+  return {'status': 'ok', 'reason': None, 'val_miou': results['val']['miou'],
+          'best_epoch': results['best_epoch'], 'test_miou': results['test']['miou'],
+          'test_iou_per_class': results['test']['iou_per_class']}
+
+
+def _run_alone(config, resolved, workdir, entries, device) -> list:
+  """The outcome of the one trial of `entries`, as a list (search.population=1: the paper's protocol)."""
+  (entry,) = entries
+  return [_run_trial(config, resolved, workdir, entry, device)]
+
+
+def _run_population(config, resolved, workdir, entries, device) -> list:
+  """Trains the trials of `entries` together on `device` (`train.train_population`); returns their outcomes.
+
+  A trial that diverges or scores nothing fails alone; any other error fails them all.
+  Raises UserError only for the user's mistakes, as `_run_trial`.
+  """
+  t0 = time.perf_counter()
+  try:
+    trials = [search_space.trial_config(config, resolved['space'], e['values']) for e in entries]
+    dirs = [os.path.join(workdir, e['workdir']) for e in entries]
+    outcomes = []
+    for entry, result in zip(entries, train.train_population(trials, dirs, device)):
+      try:
+        if isinstance(result, Exception):
+          raise result
+        outcomes.append(_outcome(result))
+      except (TrainingDiverged, ValueError) as e:
+        outcomes.append(_failed(entry, e))
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # a failed population must not stop the sweep
+    outcomes = [_failed(entry, e) for entry in entries]
+  wall_seconds = time.perf_counter() - t0  # the population's: its trials ran together
+  for outcome in outcomes:
+    outcome['device'] = str(device)
+    outcome['wall_seconds'] = wall_seconds
+  return outcomes
 
 
 def _failed(entry: dict, error: Exception) -> dict:
@@ -118,30 +158,39 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) ->
   finished = sum(e['status'] in ('ok', 'fail') for e in record['trials'])
   max_evals = resolved['max_evals']
   bar = tqdm(total=max_evals, initial=min(finished, max_evals), desc='trials', unit='trial', file=sys.stderr)
-  running = {}
+  size = config.search.population  # trials per device at a time (K)
+  running = {}  # future -> (its trials, device)
   with concurrent.futures.ThreadPoolExecutor(max_workers=len(devices)) as pool:
     free = list(devices)
     while True:
-      while free and (pending or finished + len(running) < max_evals):
-        entry = pending.pop(0) if pending else _ask(trials, domain, resolved, len(record['trials']))
-        if entry not in record['trials']:
-          record['trials'].append(entry)
-          search_store.save(workdir, record)
+      while free and (pending or finished + sum(len(g) for g, _ in running.values()) < max_evals):
+        # K proposals at once: each is pending in `trials` when TPE is asked for the next.
+        group = []
+        while len(group) < size and (pending or finished + sum(len(g) for g, _ in running.values())
+                                     + len(group) < max_evals):
+          entry = pending.pop(0) if pending else _ask(trials, domain, resolved, len(record['trials']))
+          if entry not in record['trials']:
+            record['trials'].append(entry)
+            search_store.save(workdir, record)
+          group.append(entry)
         device = free.pop(0)
-        logging.info('Trial %d on %s: %s', entry['number'], device, entry['values'])
-        running[pool.submit(_run_trial, config, resolved, workdir, entry, device)] = (entry, device)
+        for entry in group:
+          logging.info('Trial %d on %s: %s', entry['number'], device, entry['values'])
+        run = _run_population if size > 1 else _run_alone
+        running[pool.submit(run, config, resolved, workdir, group, device)] = (group, device)
       if not running:
         break
       done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
       for future in done:
-        entry, device = running.pop(future)
-        entry.update(future.result())
-        search_store.tell(trials, domain, entry)
-        search_store.save(workdir, record)
+        group, device = running.pop(future)
+        for entry, outcome in zip(group, future.result()):
+          entry.update(outcome)
+          search_store.tell(trials, domain, entry)
+          search_store.save(workdir, record)
+          finished += 1
+          bar.update(1)
+          logging.info('Trial %d: %s, val mIoU %s', entry['number'], entry['status'], entry['val_miou'])
         free.append(device)
-        finished += 1
-        bar.update(1)
-        logging.info('Trial %d: %s, val mIoU %s', entry['number'], entry['status'], entry['val_miou'])
   bar.close()
   search_plot.plot(record, workdir)
   return record

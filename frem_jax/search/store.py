@@ -15,7 +15,8 @@ from frem_jax.filenames import TRIALS_FILE
 
 FORMAT = 1
 # Config keys that may differ when a sweep is resumed: more trials, or the data moved.
-RESUMABLE_KEYS = ('search.max_evals', 'dataset.source_dir', 'dataset.data_dir', 'model.layers')
+RESUMABLE_KEYS = ('search.max_evals', 'dataset.source_dir', 'dataset.data_dir', 'model.layers',
+                  'search.population')
 
 
 def load(workdir: str) -> dict:
