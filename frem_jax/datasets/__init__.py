@@ -8,6 +8,7 @@ import numpy as np
 
 from frem_jax import input_pipeline
 from frem_jax import workdir_lock
+from frem_jax.datasets.names import FOLDER_NAMES
 from frem_jax.datasets.names import NAMES
 from frem_jax.datasets.names import SPLITS  # pylint: disable=unused-import  (datasets.SPLITS)
 from frem_jax.errors import UserError
@@ -24,6 +25,16 @@ def show_tfds_progress(show: bool) -> None:
 def default_data_dir(workdir: str) -> str:
   """Where prepared datasets go when `dataset.data_dir` is empty: beside the run's workdir."""
   return os.path.join(os.path.dirname(os.path.abspath(workdir)), 'tensorflow_datasets')
+
+
+def folder_classes(ds: ml_collections.ConfigDict) -> tuple:
+  """((mask value, class name), ...) of a mouse_liver or cell_folder `config.dataset` (mouse: its default if empty)."""
+  from frem_jax.datasets.cell_folder import MouseLiver  # pylint: disable=g-import-not-at-top
+  classes = tuple(tuple(c) for c in ds.classes) or (MouseLiver.DEFAULT_CLASSES if ds.name == 'mouse_liver' else ())
+  if not classes:
+    raise UserError("dataset.classes is empty; give the mask value of each class, e.g. "
+                    "--config.dataset.classes=\"((0, 'background'), (255, 'membrane'))\"")
+  return classes
 
 
 def make_builder(ds: ml_collections.ConfigDict, data_dir: str):
@@ -43,14 +54,10 @@ def make_builder(ds: ml_collections.ConfigDict, data_dir: str):
     from frem_jax.datasets.drosophila_vnc import DrosophilaVnc, ENV_VAR
     source = ds.source_dir or os.environ.get(ENV_VAR, '')
     return DrosophilaVnc(source_dir=source, tile_size=ds.image_size, data_dir=data_dir)
-  if ds.name in ('mouse_liver', 'cell_folder'):
+  if ds.name in FOLDER_NAMES:
     from frem_jax.datasets.cell_folder import CellFolder, MouseLiver
     cls = MouseLiver if ds.name == 'mouse_liver' else CellFolder
-    classes = tuple(tuple(c) for c in ds.classes) or getattr(cls, 'DEFAULT_CLASSES', ())
-    if not classes:
-      raise UserError("dataset.classes is empty; give the mask value of each class, e.g. "
-                      "--config.dataset.classes=\"((0, 'background'), (255, 'membrane'))\"")
-    return cls(source_dir=ds.source_dir, classes=classes, tile_size=ds.image_size,
+    return cls(source_dir=ds.source_dir, classes=folder_classes(ds), tile_size=ds.image_size,
                split_fractions=tuple(ds.split_fractions), split_seed=ds.split_seed, data_dir=data_dir)
   raise UserError(f'dataset.name={ds.name!r} is not one of {NAMES}')
 

@@ -68,6 +68,11 @@ def split_stems(stems: list, source_dir: str, fractions: tuple, seed: int) -> di
   return out
 
 
+def class_mapping(classes: tuple) -> dict:
+  """{mask value: class index} of `dataset.classes` ((value, name), ...), in class-index order."""
+  return {int(value): index for index, (value, _) in enumerate(classes)}
+
+
 class CellFolder(base.SegmentationBuilder):
   """TFDS builder of a folder of images and masks (see the module docstring)."""
   IMAGE_DIR, MASK_DIR = 'images', 'masks'
@@ -75,7 +80,7 @@ class CellFolder(base.SegmentationBuilder):
   def __init__(self, *, source_dir: str, classes: tuple, tile_size: int,
                split_fractions: tuple = (0.7, 0.1, 0.2), split_seed: int = 0, **kwargs):
     self._source_dir, self._tile = source_dir, tile_size
-    self._mapping = {int(v): i for i, (v, _) in enumerate(classes)}
+    self._mapping = class_mapping(classes)
     self.class_names = tuple(str(name) for _, name in classes)
     images, masks = self.pairs(source_dir)
     self._images, self._masks = images, masks

@@ -2,3 +2,5 @@
 
 NAMES = ('synthetic_cells', 'drosophila_vnc', 'mouse_liver', 'cell_folder')
 SPLITS = ('train', 'validation', 'test')
+# Read from a folder of image/mask pairs whose mask values `dataset.classes` maps to classes.
+FOLDER_NAMES = ('mouse_liver', 'cell_folder')

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from frem_jax.datasets import image_io
+from frem_jax.datasets.names import FOLDER_NAMES
 from frem_jax.errors import UserError
 
 RUN_CLASSES, CLASS_INDICES = 'dataset.classes', 'class indices'
@@ -53,14 +54,11 @@ def mask_file(path: str) -> Mask:
 
 def run_mapping(config: ml_collections.ConfigDict) -> Optional[dict]:
   """{mask value: class index} of a run's `dataset.classes` (cell_folder, mouse_liver); None for the others."""
-  ds = config.dataset
-  if ds.name not in ('cell_folder', 'mouse_liver'):
+  if config.dataset.name not in FOLDER_NAMES:
     return None
-  classes = tuple(tuple(c) for c in ds.classes)
-  if not classes:
-    from frem_jax.datasets.cell_folder import MouseLiver  # pylint: disable=g-import-not-at-top
-    classes = MouseLiver.DEFAULT_CLASSES
-  return {int(value): index for index, (value, _) in enumerate(classes)}
+  from frem_jax import datasets  # pylint: disable=g-import-not-at-top
+  from frem_jax.datasets import cell_folder  # pylint: disable=g-import-not-at-top
+  return cell_folder.class_mapping(datasets.folder_classes(config.dataset))
 
 
 def formats(config: ml_collections.ConfigDict, num_classes: int) -> list[MaskFormat]:

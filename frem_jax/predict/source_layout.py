@@ -12,6 +12,7 @@ import os
 import ml_collections
 import numpy as np
 
+from frem_jax.datasets.names import FOLDER_NAMES
 from frem_jax.predict import masks as run_masks
 from frem_jax.errors import UserError
 
@@ -23,7 +24,7 @@ def image_mask_pairs(config: ml_collections.ConfigDict, source_dir: str) -> tupl
   if not os.path.isdir(source_dir):
     raise UserError(f'--source_dir={source_dir} is not a folder; give a folder laid out like the '
                     f'training data of the run ({name})')
-  if name in ('cell_folder', 'mouse_liver'):
+  if name in FOLDER_NAMES:
     from frem_jax.datasets.cell_folder import CellFolder, MouseLiver
     images, masks = (MouseLiver if name == 'mouse_liver' else CellFolder).pairs(source_dir)
     return images, {stem: run_masks.mask_file(path) for stem, path in masks.items()}

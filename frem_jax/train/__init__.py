@@ -93,7 +93,6 @@ class RunLog:
   start_epoch: int = 0
   train_seconds: float = 0.0
   best_miou: float = -math.inf
-  last_scalars: dict = dataclasses.field(default_factory=dict)  # the last epoch's logged scalars
 
   def close(self) -> None:
     self.manager.close()
@@ -177,9 +176,10 @@ def _train_epochs(config, data: input_pipeline.Dataset, runner: epochs_lib.Epoch
     seconds = time.perf_counter() - t0
     sums = (evaluate(eval_fn, state, data.splits['validation'], config.eval_batch_size, hparams, key)
             if evaluates(config, epoch) else None)
-    val_miou = end_epoch(config, data, run, epoch, state, loss, seconds, sums, key)
+    scalars = end_epoch(config, data, run, epoch, state, loss, seconds, sums, key)
+    val_miou = scalars.get('val/miou')
     if on_epoch is not None:
-      on_epoch(epoch, {**run.last_scalars, 'val/best_miou': run.best_miou})
+      on_epoch(epoch, {**scalars, 'val/best_miou': run.best_miou})
     # This epoch's validation mIoU (n/a if not evaluated) beside the best so far: one value repeated reads as stalled.
     epochs.set_postfix(loss=f'{loss:.4f}', val_miou='n/a' if val_miou is None else f'{val_miou:.4f}',
                        best_val_miou=f'{run.best_miou:.4f}' if math.isfinite(run.best_miou) else 'n/a')
@@ -201,11 +201,11 @@ def evaluates(config: ml_collections.ConfigDict, epoch: int) -> bool:
 
 def end_epoch(config: ml_collections.ConfigDict, data: input_pipeline.Dataset, run: RunLog, epoch: int,
               state: steps.TrainState, loss: float, seconds: float, sums: Optional[dict],
-              key: jax.Array) -> Optional[float]:
+              key: jax.Array) -> dict:
   """Logs a trained epoch (validation metrics from `sums`, an `evaluate` pass, or None) and checkpoints it if due.
 
   Returns:
-    The epoch's validation mIoU, or None if it was not evaluated.
+    The scalars logged for the epoch ('val/miou' only if it was evaluated).
   """
   run.train_seconds += seconds
   scalars = {'train/loss': loss}
@@ -222,8 +222,7 @@ def end_epoch(config: ml_collections.ConfigDict, data: input_pipeline.Dataset, r
                        {'epoch': epoch, 'train_seconds': run.train_seconds,
                         'best_val_miou': run.best_miou}, val_miou if improved else None)
   run.logger.write(epoch, scalars)
-  run.last_scalars = scalars
-  return val_miou
+  return scalars
 
 
 def _validation_scalars(config, data: input_pipeline.Dataset, sums: dict, key: jax.Array) -> dict:
