@@ -73,13 +73,20 @@ def define_config_flag(required: bool = True, default: str = None) -> None:
     flags.mark_flag_as_required('config')
 
 
+# Library warnings that say nothing to a user of ours: TFDS's note on every load of a custom
+# config, and orbax's on every checkpoint without a new best (only a new best carries the metric,
+# by design: checkpointing.save).
+_EXPECTED_WARNINGS = ('Using custom data configuration',
+                      'Requested `tracked_metric`; did not provide metrics')
+
+
 class _OwnInfoOnly(logging.Filter):
-  """Passes our INFO lines and everyone's warnings, minus TFDS's note on every custom-config load."""
+  """Passes our INFO lines and everyone's warnings, minus the `_EXPECTED_WARNINGS`."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     if '/frem_jax/' in record.pathname.replace('\\', '/'):
       return True
-    return record.levelno >= logging.WARNING and 'Using custom data configuration' not in str(record.msg)
+    return record.levelno >= logging.WARNING and not any(w in str(record.msg) for w in _EXPECTED_WARNINGS)
 
 
 def quiet_library_logs() -> None:

@@ -27,16 +27,6 @@ def default_data_dir(workdir: str) -> str:
   return os.path.join(os.path.dirname(os.path.abspath(workdir)), 'tensorflow_datasets')
 
 
-def folder_classes(ds: ml_collections.ConfigDict) -> tuple:
-  """((mask value, class name), ...) of a mouse_liver or cell_folder `config.dataset` (mouse: its default if empty)."""
-  from frem_jax.datasets.cell_folder import MouseLiver  # pylint: disable=g-import-not-at-top
-  classes = tuple(tuple(c) for c in ds.classes) or (MouseLiver.DEFAULT_CLASSES if ds.name == 'mouse_liver' else ())
-  if not classes:
-    raise UserError("dataset.classes is empty; give the mask value of each class, e.g. "
-                    "--config.dataset.classes=\"((0, 'background'), (255, 'membrane'))\"")
-  return classes
-
-
 def make_builder(ds: ml_collections.ConfigDict, data_dir: str):
   """The TFDS builder of `config.dataset` (not yet prepared)."""
   # pylint: disable=g-import-not-at-top  (tensorflow_datasets loads only when data is needed)
@@ -55,9 +45,10 @@ def make_builder(ds: ml_collections.ConfigDict, data_dir: str):
     source = ds.source_dir or os.environ.get(ENV_VAR, '')
     return DrosophilaVnc(source_dir=source, tile_size=ds.image_size, data_dir=data_dir)
   if ds.name in FOLDER_NAMES:
+    from frem_jax.datasets import cell_folder
     from frem_jax.datasets.cell_folder import CellFolder, MouseLiver
     cls = MouseLiver if ds.name == 'mouse_liver' else CellFolder
-    return cls(source_dir=ds.source_dir, classes=folder_classes(ds), tile_size=ds.image_size,
+    return cls(source_dir=ds.source_dir, classes=cell_folder.folder_classes(ds), tile_size=ds.image_size,
                split_fractions=tuple(ds.split_fractions), split_seed=ds.split_seed, data_dir=data_dir)
   raise UserError(f'dataset.name={ds.name!r} is not one of {NAMES}')
 
@@ -71,12 +62,8 @@ def class_names(ds: ml_collections.ConfigDict) -> tuple:
   if ds.name == 'drosophila_vnc':
     from frem_jax.datasets import drosophila_vnc
     return tuple(drosophila_vnc.CLASS_NAMES)
-  classes = tuple(tuple(c) for c in ds.classes)
-  if not classes and ds.name == 'mouse_liver':
-    from frem_jax.datasets.cell_folder import MouseLiver
-    classes = MouseLiver.DEFAULT_CLASSES
-  if not classes:
-    raise UserError(f'the config of dataset {ds.name!r} names no classes (dataset.classes is empty)')
+  from frem_jax.datasets import cell_folder
+  classes = cell_folder.folder_classes(ds)
   return tuple(str(name) for _, name in classes)
 
 

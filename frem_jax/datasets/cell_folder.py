@@ -28,6 +28,7 @@ of `dataset.split_fractions` and `dataset.split_seed`), unless
 import os
 from typing import Iterator
 
+import ml_collections
 import numpy as np
 
 from frem_jax.datasets import base
@@ -66,6 +67,15 @@ def split_stems(stems: list, source_dir: str, fractions: tuple, seed: int) -> di
       raise UserError(f'the {split} split of {source_dir} is empty ({len(stems)} images, '
                       f'fractions {tuple(fractions)}); add images or give splits/{split}.txt')
   return out
+
+
+def folder_classes(ds: ml_collections.ConfigDict) -> tuple:
+  """((mask value, class name), ...) of a mouse_liver or cell_folder `config.dataset` (mouse: its default if empty)."""
+  classes = tuple(tuple(c) for c in ds.classes) or (MouseLiver.DEFAULT_CLASSES if ds.name == 'mouse_liver' else ())
+  if not classes:
+    raise UserError("dataset.classes is empty; give the mask value of each class, e.g. "
+                    "--config.dataset.classes=\"((0, 'background'), (255, 'membrane'))\"")
+  return classes
 
 
 def class_mapping(classes: tuple) -> dict:

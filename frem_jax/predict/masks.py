@@ -56,9 +56,8 @@ def run_mapping(config: ml_collections.ConfigDict) -> Optional[dict]:
   """{mask value: class index} of a run's `dataset.classes` (cell_folder, mouse_liver); None for the others."""
   if config.dataset.name not in FOLDER_NAMES:
     return None
-  from frem_jax import datasets  # pylint: disable=g-import-not-at-top
   from frem_jax.datasets import cell_folder  # pylint: disable=g-import-not-at-top
-  return cell_folder.class_mapping(datasets.folder_classes(config.dataset))
+  return cell_folder.class_mapping(cell_folder.folder_classes(config.dataset))
 
 
 def formats(config: ml_collections.ConfigDict, num_classes: int) -> list[MaskFormat]:
