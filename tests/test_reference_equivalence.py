@@ -18,11 +18,11 @@ from tests.tiny import DATA_DIR, tiny_config
 
 def first_step_gradients(model, state, batch):
   """Gradients of the plain cross-entropy (no FREM) at the initial parameters."""
-  def loss(params):
+  def objective(params):
     out, _ = model.apply({'params': params, 'batch_stats': state.batch_stats}, batch['image'],
                          train=True, mutable=['batch_stats'])
     return loss.cross_entropy(out.logits, batch['mask'])
-  return jax.device_get(jax.jit(jax.grad(loss))(state.params))
+  return jax.device_get(jax.jit(jax.grad(objective))(state.params))
 
 
 def test_optimised_train_steps_match_the_reference():

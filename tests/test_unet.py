@@ -105,7 +105,7 @@ def inference_programs(model, frem_at_test=False):
 
 def test_a_frem_model_infers_with_the_baselines_program():
   """The FREM run's inference has no FREM operation and costs the FLOPs of a baseline built without FREM."""
-  frem_model = build.build_model(tiny_config(), 3)
+  frem_model = build.build_model(tiny_config(**{'model.layers': 'flax'}), 3)  # the baseline's layers
   assert frem_model.features == TINY
   baseline = UNetSE(num_classes=3, features=TINY, renorm_warmup_steps=4)  # by hand, not from a FREM config
   frem_programs, base_programs = inference_programs(frem_model), inference_programs(baseline)
