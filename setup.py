@@ -1,4 +1,4 @@
-"""Builds the optional XLA:CPU convolution kernels (frem_jax/cpu_kernels); everything else is in pyproject.toml."""
+"""Builds the optional XLA:CPU convolution kernels (frem_jax/cpu/kernels); everything else is in pyproject.toml."""
 
 import os
 
@@ -9,10 +9,10 @@ from setuptools import Extension, setup
 flags = os.environ.get('FREM_JAX_CPU_FLAGS', '-O3 -march=native').split()
 
 setup(ext_modules=[Extension(
-    'frem_jax.cpu_kernels._kernels',
-    sources=['frem_jax/cpu_kernels/conv3x3.cc', 'frem_jax/cpu_kernels/upconv2x2.cc'],
-    include_dirs=['frem_jax/cpu_kernels/third_party'],
-    depends=['frem_jax/cpu_kernels/simd.h'],
+    'frem_jax.cpu.kernels._kernels',
+    sources=['frem_jax/cpu/kernels/conv3x3.cc', 'frem_jax/cpu/kernels/upconv2x2.cc'],
+    include_dirs=['frem_jax/cpu/kernels/third_party'],
+    depends=['frem_jax/cpu/kernels/simd.h'],
     extra_compile_args=['-std=c++17', '-w', *flags],
     language='c++',
     # Without a C++17 compiler the package still installs; the model then uses XLA's convolutions.

@@ -1,7 +1,7 @@
 """The paper's defaults: U-Net+SE with FREM, batch renormalisation, Adam, 2000 epochs.
 
 Every experiment config starts from `get_config()` here and overrides keys;
-the README documents each key. The returned config is locked: assigning a key
+docs/config.md documents each key. The returned config is locked: assigning a key
 that does not exist here is an error, so a typo never passes silently.
 """
 
@@ -9,7 +9,7 @@ import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """The default configuration (see the README's table of config keys)."""
+  """The default configuration (docs/config.md lists every key)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.num_epochs = 2000
@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.num_validation = 5
   config.dataset.num_test = 10
   config.dataset.seed = 0
-  config.dataset.source_dir = ''  # the real datasets' source folder (README, Datasets)
+  config.dataset.source_dir = ''  # the real datasets' source folder (docs/datasets.md)
   config.dataset.data_dir = ''  # prepared data; '' = tensorflow_datasets/ beside the workdir
   config.dataset.classes = ()  # mask value -> class name pairs, e.g. ((0, 'background'), (255, 'membrane'))
   config.dataset.split_fractions = (0.7, 0.1, 0.2)  # train, validation, test (folder datasets)
@@ -46,10 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.renorm_r_max = 3.0
   config.model.renorm_d_max = 5.0
   config.model.renorm_warmup_steps = 5000
-  config.model.upconv_impl = 'matmul'  # 'matmul' (fast on CPU) or 'xla' (nn.ConvTranspose); same results
-  # 3x3 convs: 'auto' (the project's CPU kernels on the CPU backend where they fit, else XLA's),
-  # 'xla' or 'cpu_kernel'; same results to float32 rounding.
-  config.model.conv_impl = 'auto'
+  # How the convolutions are computed (same parameters, same results to float32 rounding):
+  # 'auto' (the CPU wing's fast layers on the CPU backend, flax's elsewhere), 'flax' or 'cpu'.
+  config.model.layers = 'auto'
 
   # FREM: multiply B (num_selected) channels of the deepest stage by X (factor).
   config.frem = ml_collections.ConfigDict()

@@ -1,4 +1,4 @@
-"""Your own images: a folder with images/ and masks/ of matching names (README, Datasets).
+"""Your own images: a folder with images/ and masks/ of matching names (docs/datasets.md).
 
   python -m frem_jax.train --config=configs/folder_example.py --workdir=runs/mine \
       --config.dataset.source_dir=/path/to/folder \

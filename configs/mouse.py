@@ -4,7 +4,7 @@
   --config=configs/mouse.py:baseline     U-Net+SE
   --config=configs/mouse.py:supervision  U-Net+SE with SuperVision, λ=0.3257
   --config=configs/mouse.py:fixed        FREM on 10 fixed channels × 10000 (Table 4)
-Set --config.dataset.source_dir to the folder described in the README (Datasets).
+Set --config.dataset.source_dir to the folder described in docs/datasets.md.
 """
 
 from configs import default
@@ -20,6 +20,9 @@ def get_config(variant: str = 'frem'):
   config = default.get_config()
   config.dataset.name = 'mouse_liver'
   config.dataset.image_size = 256
+  # The paper's split, 35/5/10 images (frem_jax/datasets/cell_folder.py: MouseLiver).
+  config.dataset.split_fractions = (0.7, 0.1, 0.2)
+  config.dataset.split_seed = 0
   config.frem.num_selected = 162
   config.frem.factor = 632.0
   if variant == 'baseline':

@@ -1,160 +1,52 @@
-"""Benchmark of the train and inference steps; prints one JSON line.
+"""Benchmark of the train and inference steps of a config's model; prints one JSON line.
 
-Usage: python -m frem_jax.bench [--batch_sizes=1,4,8] [--image_size=256] [--steps=5]
-       [--features=32,64,128,256,512]
-The defaults are the paper's model at 256². Warm-up steps are excluded; times
-are medians. FLOP counts come from XLA's cost_analysis of the compiled steps
-(`gflops_per_s`) and from the convolutions alone, as the PyTorch peer counts
-them (`conv_gflops_per_s`: 3 x forward conv FLOPs per training image).
+Usage: python -m frem_jax.bench [--config=configs/default.py] [--config.<key>=value ...]
+       [--batch_sizes=1,4,8] [--infer_batch_sizes=8] [--steps=5] [--warmup=2]
+The default config is the paper's model at 256² (`dataset.image_size`); B and X
+come from `frem.num_selected` and `frem.factor`, the layers from `model.layers`
+(frem_jax/cpu/benchmark.py times them).
 """
 
 import json
-import platform
-import resource
-import statistics
-import sys
-import time
+import os
 
 from absl import app
 from absl import flags
-import jax
-import jax.numpy as jnp
-import numpy as np
 
 from frem_jax import cli
-from frem_jax import cpu_conv
-from frem_jax import host_memory
-from frem_jax import steps
-from frem_jax import xla_setup
-from frem_jax.unet import UNetSE
+from frem_jax import datasets
+from frem_jax.build import build_model
+from frem_jax.config_validation import validate_config
+from frem_jax.cpu import benchmark
+from frem_jax.cpu import malloc
+from frem_jax.errors import UserError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('batch_sizes', ['1', '4', '8'], 'Training batch sizes to time.')
-flags.DEFINE_list('infer_batch_sizes', ['8'], 'Inference batch sizes to time.')
-flags.DEFINE_integer('image_size', 256, 'Image height = width.')
-flags.DEFINE_integer('steps', 5, 'Timed steps per batch size (>= 5 for a median).')
-flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-flags.DEFINE_list('features', ['32', '64', '128', '256', '512'], 'Encoder widths.')
-flags.DEFINE_integer('num_classes', 3, 'K.')
-flags.DEFINE_integer('in_channels', 1, 'Input channels.')
-flags.DEFINE_integer('num_selected', 162, 'FREM B.')
-flags.DEFINE_float('factor', 632.0, 'FREM X.')
-flags.DEFINE_enum('upconv_impl', 'matmul', ['matmul', 'xla'], 'Decoder up-convolution (model.upconv_impl).')
-flags.DEFINE_enum('conv_impl', 'auto', list(cpu_conv.IMPLS), '3x3 convolutions (model.conv_impl).')
-
-
-def conv_forward_flops(features, image_size, in_channels, num_classes) -> int:
-  """2 x MACs of all (transposed) convolutions of one image, as the PyTorch peer counts them."""
-  macs, h, cin = 0, image_size, in_channels
-  for w in features[:-1]:
-    macs += h * h * 9 * (cin * w + w * w)
-    cin, h = w, h // 2
-  macs += h * h * 9 * (cin * features[-1] + features[-1] ** 2)
-  cin = features[-1]
-  for w in reversed(features[:-1]):
-    h *= 2
-    macs += h * h * cin * w + h * h * 9 * (2 * w * w + w * w)
-    cin = w
-  return 2 * (macs + h * h * cin * num_classes)
-
-
-def _time(fn, warmup: int, steps_: int) -> list[float]:
-  for _ in range(warmup):
-    jax.block_until_ready(fn())
-  times = []
-  for _ in range(steps_):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t0)
-  return times
-
-
-def _summary(batch, times, flops_per_step, conv_flops_per_step, compile_s) -> dict:
-  median = statistics.median(times)
-  return {'batch': batch, 'median_s': median, 'min_s': min(times), 'images_per_s': batch / median,
-          'gflops_per_s': flops_per_step / median / 1e9,
-          'conv_gflops_per_s': conv_flops_per_step / median / 1e9, 'compile_s': compile_s}
-
-
-def run_benchmark(features, image_size, batch_sizes, infer_batch_sizes, num_steps, warmup,
-                  num_classes=3, in_channels=1, num_selected=162, factor=632.0,
-                  upconv_impl='matmul', conv_impl='auto') -> dict:
-  """Times the train step (FREM on) and the inference forward pass; returns the JSON-able results."""
-  model = UNetSE(num_classes=num_classes, features=tuple(features), upconv_impl=upconv_impl,
-                 conv_impl=conv_impl)
-  # XLA's cost analysis does not see into the CPU kernels' custom calls: FLOPs are counted on
-  # the same step with XLA's convolutions (lowered only, not compiled).
-  counted = UNetSE(num_classes=num_classes, features=tuple(features), upconv_impl=upconv_impl,
-                   conv_impl='xla')
-  shape = (image_size, image_size, in_channels)
-  state0 = steps.create_train_state(model, jax.random.key(0, impl='rbg'), shape, 1e-3)
-  num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state0.params)))
-  conv_fwd = conv_forward_flops(features, image_size, in_channels, num_classes)
-  hp = steps.make_hyperparams(num_selected, factor, 0.0)
-  key = jax.random.key(1, impl='rbg')
-  rng = np.random.default_rng(0)
-  train_step = jax.jit(lambda s, b, h, k: steps.train_step(
-      s, b, h, k, frem_enabled=True, supervision_enabled=False), donate_argnums=0)
-  infer = jax.jit(lambda s, x: s.apply_fn({'params': s.params, 'batch_stats': s.batch_stats},
-                                          x, train=False).logits)
-  result = {'train': [], 'infer': []}
-  forward_xla_flops = None
-  for batch_size in batch_sizes:
-    batch = {'image': jnp.asarray(rng.normal(size=(batch_size,) + shape), jnp.float32),
-             'mask': jnp.asarray(rng.integers(0, num_classes, (batch_size, image_size, image_size)),
-                                 jnp.int32)}
-    state = jax.tree.map(jnp.copy, state0)
-    t0 = time.perf_counter()
-    compiled = train_step.lower(state, batch, hp, key).compile()
-    compile_s = time.perf_counter() - t0
-    flops = train_step.lower(state.replace(apply_fn=counted.apply), batch, hp,
-                             key).cost_analysis()['flops']
-    holder = [state]
-
-    def step():
-      holder[0], m = compiled(holder[0], batch, hp, key)
-      return m['loss']
-
-    times = _time(step, warmup, num_steps)
-    result['train'].append(_summary(batch_size, times, flops, 3 * conv_fwd * batch_size, compile_s))
-  for batch_size in infer_batch_sizes:
-    x = jnp.asarray(rng.normal(size=(batch_size,) + shape), jnp.float32)
-    t0 = time.perf_counter()
-    compiled = infer.lower(state0, x).compile()
-    compile_s = time.perf_counter() - t0
-    flops = infer.lower(state0.replace(apply_fn=counted.apply), x).cost_analysis()['flops']
-    forward_xla_flops = flops / batch_size
-    times = _time(lambda: compiled(state0, x), warmup, num_steps)
-    result['infer'].append(_summary(batch_size, times, flops, conv_fwd * batch_size, compile_s))
-  result.update({
-      'framework': f'jax {jax.__version__}, flax {__import__("flax").__version__}',
-      'python': platform.python_version(), 'device': str(jax.devices()[0]),
-      'device_kind': jax.devices()[0].device_kind, 'num_devices': jax.device_count(),
-      'xla_flags': xla_setup.current_flags(), 'features': list(features), 'image_size': image_size,
-      'num_classes': num_classes, 'num_params': num_params, 'upconv_impl': upconv_impl,
-      'conv_impl': conv_impl,
-      'cpu_kernels_used': any(cpu_conv.uses_kernel(conv_impl, f, jnp.float32) for f in features),
-      'forward_gflop_per_image': forward_xla_flops / 1e9 if forward_xla_flops else None,
-      'conv_forward_gflop_per_image': conv_fwd / 1e9,
-      'warmup': warmup, 'steps': num_steps,
-      'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-  })
-  return result
 
 
 def main(argv):
-  del argv
-  malloc_tuned = host_memory.keep_freed_memory()  # as every entry point does (cli.begin)
-  if FLAGS.steps < 5:
-    print(f'error: --steps={FLAGS.steps}: medians need at least 5 timed steps', file=sys.stderr)
-    sys.exit(1)
-  result = run_benchmark(
-      [int(f) for f in FLAGS.features], FLAGS.image_size, [int(b) for b in FLAGS.batch_sizes],
-      [int(b) for b in FLAGS.infer_batch_sizes], FLAGS.steps, FLAGS.warmup, FLAGS.num_classes,
-      FLAGS.in_channels, FLAGS.num_selected, FLAGS.factor, FLAGS.upconv_impl, FLAGS.conv_impl)
-  result['malloc_tuned'] = malloc_tuned
+  cli.begin(argv)
+  with cli.user_errors_exit():
+    if FLAGS.steps < 5:
+      raise UserError(f'--steps={FLAGS.steps}: medians need at least 5 timed steps')
+    config = cli.config_from_flag('config')
+    validate_config(config)
+    model = build_model(config, len(datasets.class_names(config.dataset)))
+    result = benchmark.run_benchmark(
+        model, config.dataset.image_size, [int(b) for b in FLAGS.batch_sizes],
+        [int(b) for b in FLAGS.infer_batch_sizes], FLAGS.steps, FLAGS.warmup, FLAGS.in_channels,
+        config.frem.num_selected, config.frem.factor)
+  result['layers'] = config.model.layers
+  result['malloc_tuned'] = malloc.is_tuned()
   print(json.dumps(result))
 
 
 if __name__ == '__main__':
+  import configs  # pylint: disable=g-import-not-at-top
+  cli.define_config_flag(default=os.path.join(os.path.dirname(configs.__file__), 'default.py'))
+  flags.DEFINE_list('batch_sizes', ['1', '4', '8'], 'Training batch sizes to time.')
+  flags.DEFINE_list('infer_batch_sizes', ['8'], 'Inference batch sizes to time.')
+  flags.DEFINE_integer('steps', 5, 'Timed steps per batch size (>= 5 for a median).')
+  flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
+  flags.DEFINE_integer('in_channels', 1, 'Input channels.')
   app.run(main, flags_parser=cli.parse_flags)

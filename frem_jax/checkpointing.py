@@ -7,6 +7,7 @@ from typing import Optional
 import jax
 import orbax.checkpoint as ocp
 
+from frem_jax.filenames import CHECKPOINT_DIR
 from frem_jax.steps import TrainState
 
 METRIC = 'val_miou'
@@ -28,7 +29,7 @@ def make_manager(workdir: str) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policy, best_fn=lambda m: m[METRIC], best_mode='max', create=True,
       enable_async_checkpointing=False)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')),
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
                                options=options, item_names=('state', 'meta'))
 
 
@@ -59,7 +60,7 @@ def restore(manager: ocp.CheckpointManager, epoch: int, template: TrainState) ->
 def stored_shapes(workdir: str, epoch: int) -> dict:
   """{'params': …, 'batch_stats': …} as trees of shapes, from checkpoint `epoch`'s metadata (no arrays read)."""
   manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, 'checkpoints')),
+      os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
       item_handlers={'state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()})
   try:
     metadata = manager.item_metadata(epoch)['state']

@@ -1,4 +1,10 @@
-"""Command-line plumbing shared by the entry points: flag errors as one line, no traceback."""
+"""Command-line plumbing shared by the entry points: flag errors as one line, no traceback.
+
+Every entry point (train, search, predict, report, bench) follows one pattern:
+flags defined under `if __name__ == '__main__'`, `app.run(main,
+flags_parser=parse_flags)`, `begin(argv)` first in `main`, and user errors
+through `user_errors_exit()`.
+"""
 
 import contextlib
 import logging
@@ -7,7 +13,7 @@ import sys
 
 from absl import flags
 
-from frem_jax import host_memory
+from frem_jax.cpu import malloc
 
 
 def _one_line(error: BaseException) -> str:
@@ -30,7 +36,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     message = lines[0] if len(lines) == 1 else f'{lines[0]} {lines[-1]}'
   except (AttributeError, KeyError) as e:  # ml_collections: unknown --config.<key>
     message = (f'unknown config key {_one_line(e)}; the keys are listed in configs/default.py '
-               'and the README')
+               'and docs/config.md')
   except (TypeError, ValueError) as e:  # ml_collections: a value of the wrong type
     message = f'bad config override: {_one_line(e)}'
   except Exception as e:  # pylint: disable=broad-except  # a config file that fails to run
@@ -54,31 +60,48 @@ def config_from_flag(name: str = 'config'):
     sys.exit(1)
 
 
-def define_config_flag(required: bool = True) -> None:
-  """Defines `--config` (a config file with `--config.<key>=value` overrides).
+def define_config_flag(required: bool = True, default: str = None) -> None:
+  """Defines `--config` (a config file with `--config.<key>=value` overrides), optionally with a default file.
 
   Entry points call this under `if __name__ == '__main__'`, so that importing
-  one of them from another (the search imports train) defines no flag twice.
+  one of them defines no flag.
   """
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
+  config_flags.DEFINE_config_file('config', default, 'Experiment config file (configs/*.py).',
                                   lock_config=True)
-  if required:
+  if required and default is None:
     flags.mark_flag_as_required('config')
 
 
+# Library warnings that say nothing to a user of ours: TFDS's note on every load of a custom
+# config, and orbax's on every checkpoint without a new best (only a new best carries the metric,
+# by design: checkpointing.save).
+_EXPECTED_WARNINGS = ('Using custom data configuration',
+                      'Requested `tracked_metric`; did not provide metrics')
+
+
 class _OwnInfoOnly(logging.Filter):
-  """Passes our INFO lines and everyone's warnings, minus TFDS's note on every custom-config load."""
+  """Passes our INFO lines and everyone's warnings, minus the `_EXPECTED_WARNINGS`."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     if '/frem_jax/' in record.pathname.replace('\\', '/'):
       return True
-    return record.levelno >= logging.WARNING and 'Using custom data configuration' not in str(record.msg)
+    return record.levelno >= logging.WARNING and not any(w in str(record.msg) for w in _EXPECTED_WARNINGS)
 
 
 def quiet_library_logs() -> None:
-  """Keeps the libraries' INFO chatter (orbax logs ~40 lines per checkpoint) out of the log."""
-  logging.getLogger('absl').addFilter(_OwnInfoOnly())
+  """Keeps the libraries' chatter out of the output, unless --verbosity (or -v) is given.
+
+  Hidden: their INFO lines (orbax logs ~40 per checkpoint; jax's backend
+  probing, e.g. the libtpu line) and TFDS's progress bars with temporary
+  folder names. Warnings and errors pass.
+  """
+  if flags.FLAGS.is_parsed() and (flags.FLAGS['verbosity'].present or flags.FLAGS['v'].present):
+    return
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  from frem_jax import datasets  # pylint: disable=g-import-not-at-top
+  absl_logging.get_absl_handler().addFilter(_OwnInfoOnly())
+  datasets.show_tfds_progress(False)
 
 
 @contextlib.contextmanager
@@ -92,10 +115,15 @@ def user_errors_exit():
     sys.exit(1)
 
 
-def begin(argv: list[str]) -> None:
-  """What every entry point does first: refuse stray arguments, tune malloc, quiet the libraries' logs."""
-  if len(argv) > 1:
+def begin(argv: list[str], positional: bool = False) -> list[str]:
+  """What every entry point does first: tune malloc for XLA:CPU, quiet the libraries' logs.
+
+  Returns the positional arguments, which only a command that takes them
+  (`positional`) accepts; the others refuse them with one line.
+  """
+  if len(argv) > 1 and not positional:
     from absl import app  # pylint: disable=g-import-not-at-top
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  host_memory.keep_freed_memory()
+  malloc.tune_malloc_for_cpu()
   quiet_library_logs()
+  return list(argv[1:])

@@ -2,14 +2,14 @@
 
 import ml_collections
 
-from frem_jax import cpu_conv
+from frem_jax.datasets.names import NAMES as DATASETS
 from frem_jax.errors import UserError
 
-DATASETS = ('synthetic_cells', 'drosophila_vnc', 'mouse_liver', 'cell_folder')
+# model.layers: 'auto' (the CPU wing's layers on the CPU backend, flax's elsewhere), 'flax', 'cpu'.
+LAYERS = ('auto', 'flax', 'cpu')
 NORMS = ('batch_renorm', 'batch_norm')
 FREM_MODES = ('random', 'fixed')
 PARALLELISM = ('jit', 'pmap')
-UPCONV_IMPLS = ('matmul', 'xla')
 
 
 def _require(ok: bool, message: str) -> None:
@@ -36,15 +36,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(_is_int(config.num_devices) and config.num_devices >= 0,
            f'num_devices={config.num_devices!r} must be an integer >= 0 (0 = all local devices)')
   _require(config.learning_rate > 0, f'learning_rate={config.learning_rate} must be > 0')
-  _require(config.model.upconv_impl in UPCONV_IMPLS,
-           f'model.upconv_impl={config.model.upconv_impl!r} must be one of {UPCONV_IMPLS}')
-  _require(config.model.conv_impl in cpu_conv.IMPLS,
-           f'model.conv_impl={config.model.conv_impl!r} must be one of {cpu_conv.IMPLS}')
-  _require(config.model.conv_impl != 'cpu_kernel' or cpu_conv.available(),
-           f"model.conv_impl='cpu_kernel' but {cpu_conv.NOT_BUILT}")
-  _require(config.model.conv_impl != 'cpu_kernel' or all(f % 16 == 0 for f in features),
-           f"model.conv_impl='cpu_kernel' needs model.features in multiples of 16, got {features}; "
-           "use 'auto' (XLA's convolutions for the other layers)")
+  _require(config.model.layers in LAYERS, f'model.layers={config.model.layers!r} must be one of {LAYERS}')
   _require(config.model.norm in NORMS, f'model.norm={config.model.norm!r} must be one of {NORMS}')
   _require(_is_int(config.model.se_reduction) and config.model.se_reduction >= 1,
            f'model.se_reduction={config.model.se_reduction!r} must be an integer >= 1')

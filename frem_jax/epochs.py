@@ -18,13 +18,18 @@ from frem_jax import parallel
 from frem_jax import steps
 
 
+def _train_step(frem_enabled: bool, supervision_enabled: bool, axis_name=None) -> Callable:
+  """steps.train_step with its static choices bound: fn(state, batch, hparams, frem_key)."""
+  return functools.partial(steps.train_step, frem_enabled=frem_enabled,
+                           supervision_enabled=supervision_enabled, axis_name=axis_name)
+
+
 @functools.lru_cache(maxsize=None)
 def jit_train_step(frem_enabled: bool, supervision_enabled: bool, mesh: Mesh) -> Callable:
   """train_step under jit: state replicated, batch sharded over the mesh, state donated."""
-  fn = functools.partial(steps.train_step, frem_enabled=frem_enabled,
-                         supervision_enabled=supervision_enabled)
   repl = parallel.replicated(mesh)
-  return jax.jit(fn, in_shardings=(repl, parallel.batch_sharded(mesh), repl, repl),
+  return jax.jit(_train_step(frem_enabled, supervision_enabled),
+                 in_shardings=(repl, parallel.batch_sharded(mesh), repl, repl),
                  out_shardings=(repl, repl), donate_argnums=0)
 
 
@@ -34,10 +39,9 @@ def jit_train_step_on_device(frem_enabled: bool, supervision_enabled: bool, mesh
 
   Steps are dispatched asynchronously and nothing returns to the host until
   the epoch's loss is read. (A whole epoch as one `lax.scan` was measured too:
-  XLA:CPU ran the step about 6x slower inside the loop; README, Performance.)
+  XLA:CPU ran the step about 6x slower inside the loop; docs/performance.md.)
   """
-  fn = functools.partial(steps.train_step, frem_enabled=frem_enabled,
-                         supervision_enabled=supervision_enabled)
+  fn = _train_step(frem_enabled, supervision_enabled)
   sharded = parallel.batch_sharded(mesh)
 
   def step(state, images, masks, idx, hparams, key):
@@ -51,10 +55,9 @@ def jit_train_step_on_device(frem_enabled: bool, supervision_enabled: bool, mesh
 @functools.lru_cache(maxsize=None)
 def pmap_train_step(frem_enabled: bool, supervision_enabled: bool, devices: tuple) -> Callable:
   """train_step under pmap: gradients and normalisation statistics averaged over `parallel.PMAP_AXIS`."""
-  fn = functools.partial(steps.train_step, frem_enabled=frem_enabled,
-                         supervision_enabled=supervision_enabled, axis_name=parallel.PMAP_AXIS)
-  return jax.pmap(fn, axis_name=parallel.PMAP_AXIS, in_axes=(0, 0, None, None),
-                  devices=devices, donate_argnums=0)
+  return jax.pmap(_train_step(frem_enabled, supervision_enabled, parallel.PMAP_AXIS),
+                  axis_name=parallel.PMAP_AXIS, in_axes=(0, 0, None, None), devices=devices,
+                  donate_argnums=0)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,14 +1,9 @@
-"""Host-memory splits: loading, intensity normalisation, shuffled and padded batches."""
+"""Host-memory splits (loaded and normalised by `datasets.load_dataset`): shuffled and padded batches."""
 
 import dataclasses
 from typing import Iterator, Optional
 
-import ml_collections
 import numpy as np
-
-from frem_jax.errors import UserError
-
-SPLITS = ('train', 'validation', 'test')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,30 +33,6 @@ class Dataset:
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
-
-
-def load_dataset(config: ml_collections.ConfigDict, data_dir: str) -> Dataset:
-  """Loads the configured dataset; intensities are normalised per channel by the training split's mean and std."""
-  from frem_jax import datasets  # pylint: disable=g-import-not-at-top
-  raw, class_names = datasets.load(config.dataset, data_dir)
-  train_images = raw['train'].images.astype(np.float32)
-  if len(train_images) == 0:
-    raise UserError(f'the train split of dataset {config.dataset.name!r} is empty')
-  axes = tuple(range(train_images.ndim - 1))
-  mean = train_images.mean(axis=axes)
-  std = train_images.std(axis=axes)
-  std = np.where(std > 0, std, 1.0)
-  splits = {}
-  for name in SPLITS:
-    loaded = raw[name]
-    if len(loaded.images) == 0:
-      raise UserError(f'the {name} split of dataset {config.dataset.name!r} is empty')
-    splits[name] = Split(((loaded.images.astype(np.float32) - mean) / std).astype(np.float32),
-                         loaded.masks.astype(np.int32), loaded.sources, loaded.tiles)
-  if len(splits['train']) < config.batch_size:
-    raise UserError(f'batch_size={config.batch_size} is larger than the training split '
-                    f'({len(splits["train"])} images); lower batch_size')
-  return Dataset(splits, tuple(class_names), mean.tolist(), std.tolist())
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:

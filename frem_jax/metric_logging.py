@@ -6,15 +6,14 @@ import os
 import tensorboardX
 
 from frem_jax import files
-
-JSONL_FILE = 'metrics.jsonl'
+from frem_jax.filenames import METRICS_FILE
 
 
 class MetricLogger:
   """Writes scalars to `workdir/tensorboard` and one JSON object per epoch to `workdir/metrics.jsonl`."""
 
   def __init__(self, workdir: str):
-    self._path = os.path.join(workdir, JSONL_FILE)
+    self._path = os.path.join(workdir, METRICS_FILE)
     self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def truncate_after(self, epoch: int) -> None:

@@ -1,14 +1,17 @@
 """Benchmark of population training (K runs in one vmapped train step); prints one JSON line.
 
-Usage: python -m frem_jax.population_bench [--population=1,2,4] [--image_size=256] [--batch_size=4]
-       [--steps=3] [--features=32,64,128,256,512] [--conv_impl=auto|xla|cpu_kernel]
+Usage: python -m frem_jax.population_bench [--config=configs/default.py] [--config.<key>=value ...]
+       [--population=1,2,4] [--steps=3] [--warmup=1] [--vmap_method=sequential_unrolled]
 Per K: compile seconds, median step seconds (after warm-up), member steps per second, trials
 per hour for a trial of --steps_per_trial steps, and the compiled step's memory from XLA's
-`memory_analysis()` (total and per member), also for the step with XLA's convolutions (what a
-GPU/TPU runs) with --xla_memory. Members differ in B (FREM on), as in a (B, X) sweep.
+`memory_analysis()` (total and per member), also for the step with flax's layers (what a
+GPU/TPU runs) with --xla_memory. The model is the config's (`build_model`: widths from
+`model.features`, layers from `model.layers`), at `dataset.image_size`² and `batch_size`.
+Members differ in B (FREM on), as in a (B, X) sweep.
 """
 
 import json
+import os
 import platform
 import resource
 import statistics
@@ -21,11 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from frem_jax import cli
-from frem_jax import cpu_conv
-from frem_jax import host_memory
-from frem_jax import population
+from frem_jax import datasets
 from frem_jax import steps
-from frem_jax.unet import UNetSE
+from frem_jax.build import build_model
+from frem_jax.config_validation import validate_config
+from frem_jax.cpu import benchmark
+from frem_jax.cpu import ffi
+from frem_jax.errors import UserError
+from frem_jax.train import population
 
 
 def _memory(compiled) -> dict:
@@ -38,9 +44,14 @@ def _memory(compiled) -> dict:
   return out
 
 
-def run_benchmark(populations, features, image_size, batch_size, num_steps, warmup, conv_impl='auto',
-                  steps_per_trial=16000, xla_memory=True, num_classes=3) -> dict:
-  """Times the population train step for each K; returns the JSON-able results."""
+def run_benchmark(model, populations, image_size, batch_size, num_steps, warmup,
+                  steps_per_trial=16000, xla_model=None) -> dict:
+  """Times `model`'s population train step for each K; returns the JSON-able results.
+
+  `xla_model`, if given, is the same model with flax's layers: its step is compiled (not run)
+  for its memory, as a GPU/TPU would run it.
+  """
+  features, num_classes = tuple(model.features), model.num_classes
   shape = (image_size, image_size, 1)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.normal(size=(batch_size,) + shape), jnp.float32)
@@ -48,7 +59,6 @@ def run_benchmark(populations, features, image_size, batch_size, num_steps, warm
   idx = jnp.arange(batch_size, dtype=jnp.int32)
   results = []
   for k in populations:
-    model = UNetSE(num_classes=num_classes, features=tuple(features), conv_impl=conv_impl)
     state = steps.create_train_state(model, jax.random.key(0, impl='rbg'), shape, 1e-3)
     hparams = population.stack([steps.make_hyperparams(min(features[-1], 1 + 100 * i), 632.0, 0.0)
                                 for i in range(k)])
@@ -70,8 +80,7 @@ def run_benchmark(populations, features, image_size, batch_size, num_steps, warm
     row = {'population': k, 'compile_s': compile_s, 'step_s': times, 'median_step_s': median,
            'member_steps_per_s': k / median, 'trials_per_hour': 3600 * k / (median * steps_per_trial),
            'memory': memory, 'memory_per_member_bytes': memory.get('total_bytes', 0) / k}
-    if xla_memory:  # XLA's convolutions, as on a GPU/TPU: compiled only, not run
-      xla_model = UNetSE(num_classes=num_classes, features=tuple(features), conv_impl='xla')
+    if xla_model is not None:  # flax's layers, as on a GPU/TPU: compiled only, not run
       xla_states = population.stack([state.replace(apply_fn=xla_model.apply)] * k)
       xla_step = population.jit_train_step(True, False)
       row['xla_conv_memory'] = _memory(xla_step.lower(xla_states, images, masks, idx, hparams, keys).compile())
@@ -80,8 +89,8 @@ def run_benchmark(populations, features, image_size, batch_size, num_steps, warm
     del states
   return {
       'populations': results, 'features': list(features), 'image_size': image_size,
-      'batch_size': batch_size, 'conv_impl': conv_impl, 'vmap_method': cpu_conv.VMAP_METHOD,
-      'cpu_kernels_used': any(cpu_conv.uses_kernel(conv_impl, f, jnp.float32) for f in features),
+      'batch_size': batch_size, 'vmap_method': ffi.VMAP_METHOD,
+      'cpu_kernels_used': benchmark.kernels_used(model),
       'steps_per_trial': steps_per_trial, 'warmup': warmup, 'steps': num_steps,
       'framework': f'jax {jax.__version__}', 'python': platform.python_version(),
       'device': str(jax.devices()[0]), 'load_average': list(_load_average()),
@@ -101,28 +110,42 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  del argv
-  host_memory.keep_freed_memory()  # as every entry point does (cli.begin)
-  cpu_conv.VMAP_METHOD = FLAGS.vmap_method
-  load_before = _load_average()
-  result = run_benchmark([int(k) for k in FLAGS.population], [int(f) for f in FLAGS.features],
-                         FLAGS.image_size, FLAGS.batch_size, FLAGS.steps, FLAGS.warmup, FLAGS.conv_impl,
-                         FLAGS.steps_per_trial, FLAGS.xla_memory)
+  cli.begin(argv)
+  with cli.user_errors_exit():
+    try:
+      populations = [int(k) for k in FLAGS.population]
+    except ValueError:
+      populations = []
+    if not populations or min(populations) < 1:
+      raise UserError(f'--population={",".join(FLAGS.population)}: sizes K must be integers >= 1')
+    config = cli.config_from_flag('config')
+    validate_config(config)
+    num_classes = len(datasets.class_names(config.dataset))
+    model = build_model(config, num_classes)
+    xla_model = None
+    if FLAGS.xla_memory:
+      flax_config = config.copy_and_resolve_references()
+      with flax_config.unlocked():
+        flax_config.model.layers = 'flax'
+      xla_model = build_model(flax_config, num_classes)
+    ffi.VMAP_METHOD = FLAGS.vmap_method
+    load_before = _load_average()
+    result = run_benchmark(model, populations, config.dataset.image_size, config.batch_size, FLAGS.steps,
+                           FLAGS.warmup, FLAGS.steps_per_trial, xla_model)
+  result['layers'] = config.model.layers
   result['load_average_before'] = load_before
   print(json.dumps(result))
 
 
 if __name__ == '__main__':
+  import configs  # pylint: disable=g-import-not-at-top
+  cli.define_config_flag(default=os.path.join(os.path.dirname(configs.__file__), 'default.py'))
   flags.DEFINE_list('population', ['1', '2', '4'], 'Population sizes K to time.')
-  flags.DEFINE_integer('image_size', 256, 'Image height = width.')
-  flags.DEFINE_integer('batch_size', 4, 'Training batch (shared by the members).')
   flags.DEFINE_integer('steps', 3, 'Timed steps per K.')
   flags.DEFINE_integer('warmup', 1, 'Untimed steps after compilation.')
-  flags.DEFINE_list('features', ['32', '64', '128', '256', '512'], 'Encoder widths.')
-  flags.DEFINE_enum('conv_impl', 'auto', list(cpu_conv.IMPLS), '3x3 convolutions (model.conv_impl).')
-  flags.DEFINE_enum('vmap_method', cpu_conv.VMAP_METHOD, ['sequential', 'sequential_unrolled'],
-                    "How the CPU kernels' custom calls run under vmap.")
+  flags.DEFINE_enum('vmap_method', 'sequential_unrolled', ['sequential', 'sequential_unrolled'],
+                    "How the CPU kernels' custom calls run under vmap (frem_jax.cpu.ffi.VMAP_METHOD).")
   flags.DEFINE_integer('steps_per_trial', 16000,
                        'Steps of one trial, for trials per hour (default: 2000 epochs of 8 steps, the synthetic data).')
-  flags.DEFINE_bool('xla_memory', True, "Also compile (not run) the step with XLA's convolutions for its memory.")
+  flags.DEFINE_bool('xla_memory', True, "Also compile (not run) the step with flax's layers for its memory.")
   app.run(main, flags_parser=cli.parse_flags)

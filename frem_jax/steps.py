@@ -1,4 +1,4 @@
-"""The train state and the jitted train and eval steps."""
+"""The train state, the train step and the evaluation step (their jitted forms: epochs.py)."""
 
 import functools
 from typing import Any, Callable, NamedTuple, Optional
@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from frem_jax import loss as loss_lib
 from frem_jax import metrics
-from frem_jax.unet import Enhancement
+from frem_jax.model.unet import Enhancement
 
 
 class TrainState(train_state.TrainState):
@@ -33,11 +34,6 @@ def make_hyperparams(num_selected: int, factor: float, supervision_weight: float
   """Hyperparams as device scalars (int32 B, float32 X and λ)."""
   return Hyperparams(jnp.asarray(num_selected, jnp.int32), jnp.asarray(factor, jnp.float32),
                      jnp.asarray(supervision_weight, jnp.float32))
-
-
-def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
-  """Mean softmax cross-entropy over all pixels."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,11 +76,11 @@ def train_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: j
     out, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
         enhancement=enhancement, rngs={'frem': frem_key}, mutable=['batch_stats'])
-    final = cross_entropy(out.logits, batch['mask'])
+    final = loss_lib.cross_entropy(out.logits, batch['mask'])
     loss = final
     if supervision_enabled:
-      lam = hparams.supervision_weight
-      loss = (1.0 - lam) * final + lam * cross_entropy(out.supervision_logits, batch['mask'])
+      supervision = loss_lib.cross_entropy(out.supervision_logits, batch['mask'])
+      loss = loss_lib.supervision_mix(final, supervision, hparams.supervision_weight)
     return loss, (updates['batch_stats'], final)
 
   (loss, (batch_stats, final)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -93,14 +89,6 @@ def train_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: j
     grads, step_metrics = jax.lax.pmean((grads, step_metrics), axis_name)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   return state, step_metrics
-
-
-def eval_step(state: TrainState, batch: dict, *, num_classes: int) -> jnp.ndarray:
-  """The confusion matrix [K, K] of one batch in inference mode (FREM off, running statistics)."""
-  out = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
-                       batch['image'], train=False)
-  predictions = jnp.argmax(out.logits, axis=-1)
-  return metrics.confusion_matrix(batch['mask'], predictions, num_classes, batch.get('weight'))
 
 
 def jit_logits(model: nn.Module) -> Callable:

@@ -10,10 +10,15 @@ import ml_collections
 import numpy as np
 
 from frem_jax import checkpointing
+from frem_jax import datasets
+from frem_jax import randomness
 from frem_jax import steps
-from frem_jax import train
 from frem_jax import workdir as workdir_lib
+from frem_jax.build import build_model
 from frem_jax.errors import UserError
+from frem_jax.filenames import CHECKPOINT_DIR
+from frem_jax.filenames import CONFIG_FILE
+from frem_jax.filenames import RESULTS_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,42 +66,23 @@ class TrainedRun:
 
 def load(workdir: str) -> TrainedRun:
   """The best checkpoint of the finished run in `workdir`; UserError (one line) if there is none."""
-  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
-  checkpoints = os.path.join(workdir, 'checkpoints')
+  config_path = os.path.join(workdir, CONFIG_FILE)
+  checkpoints = os.path.join(workdir, CHECKPOINT_DIR)
   no_checkpoint = (f'{workdir} has no checkpoint: train it first with python -m frem_jax.train '
                    f'--config=CONFIG --workdir={workdir}')
   if not os.path.isfile(config_path) or not os.path.isdir(checkpoints):
     raise UserError(no_checkpoint)
-  config = ml_collections.ConfigDict(_read_json(config_path))
+  config = workdir_lib.read_config(workdir)
   results = _read_results(workdir)
   mean, std = results['normalization']['mean'], results['normalization']['std']
   mean, std = np.atleast_1d(mean).tolist(), np.atleast_1d(std).tolist()
-  class_names = tuple(results.get('class_names') or class_names_of(config))
-  model = train.build_model(config, len(class_names))
+  class_names = tuple(results.get('class_names') or datasets.class_names(config.dataset))
+  model = build_model(config, len(class_names))
   image_size = int(config.dataset.image_size)
   variables = _restore_best(workdir, config, model, (image_size, image_size, len(mean)), no_checkpoint)
   apply = steps.jit_logits(model)
   return TrainedRun(config, class_names, model, variables, {'mean': mean, 'std': std},
                     image_size, len(mean), apply)
-
-
-def class_names_of(config: ml_collections.ConfigDict) -> tuple:
-  """The class names of `config.dataset`, without reading or preparing the data."""
-  # pylint: disable=g-import-not-at-top  (tensorflow_datasets loads only for the folder datasets)
-  ds = config.dataset
-  if ds.name == 'synthetic_cells':
-    from frem_jax.datasets import synthetic
-    return tuple(synthetic.CLASS_NAMES)
-  if ds.name == 'drosophila_vnc':
-    from frem_jax.datasets import drosophila_vnc
-    return tuple(drosophila_vnc.CLASS_NAMES)
-  classes = tuple(tuple(c) for c in ds.classes)
-  if not classes and ds.name == 'mouse_liver':
-    from frem_jax.datasets.cell_folder import MouseLiver
-    classes = MouseLiver.DEFAULT_CLASSES
-  if not classes:
-    raise UserError(f'the config of dataset {ds.name!r} names no classes (dataset.classes is empty)')
-  return tuple(str(name) for _, name in classes)
 
 
 def _read_json(path: str) -> dict:
@@ -108,9 +94,9 @@ def _read_json(path: str) -> dict:
 
 
 def _read_results(workdir: str) -> dict:
-  path = os.path.join(workdir, train.RESULTS_FILE)
+  path = os.path.join(workdir, RESULTS_FILE)
   if not os.path.isfile(path):
-    raise UserError(f'{workdir} has no {train.RESULTS_FILE}: its training has not finished (the '
+    raise UserError(f'{workdir} has no {RESULTS_FILE}: its training has not finished (the '
                     'normalisation is recorded at the end); finish it by running the same '
                     'python -m frem_jax.train command again')
   results = _read_json(path)
@@ -125,7 +111,7 @@ def _restore_best(workdir: str, config: ml_collections.ConfigDict, model, image_
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   template = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      jax.eval_shape(lambda: steps.create_train_state(model, train.run_key(config.seed), image_shape,
+      jax.eval_shape(lambda: steps.create_train_state(model, randomness.run_key(config.seed), image_shape,
                                                       config.learning_rate)))
   manager = checkpointing.make_manager(workdir)
   try:

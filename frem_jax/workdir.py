@@ -8,17 +8,46 @@ import ml_collections
 from frem_jax import files
 from frem_jax.errors import UserError
 
-CONFIG_FILE = 'config.json'
+from frem_jax.filenames import CONFIG_FILE
 # Held by frem_jax.workdir_lock while a process writes into the folder.
 LOCK_FILE = '.lock'
+
 # Keys that may change when a run is resumed: training longer continues the same run, and
-# moving the data (or its prepared copy) does not change it.
-RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir', 'model.conv_impl', 'search.population')
+# moving the data (or its prepared copy), the layers' arithmetic or the sweep's population size does
+# not change it.
+RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir', 'model.layers', 'search.population')
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
   """The config as plain JSON data (tuples become lists)."""
   return json.loads(config.to_json())
+
+
+def upgrade(config_json: dict) -> dict:
+  """A saved config in today's keys: the one place that knows the keys of older versions.
+
+  Before `model.layers`, two keys chose the layers' arithmetic: 'xla' in
+  `model.conv_impl` or `model.upconv_impl` meant flax's layers, 'cpu_kernel'
+  the CPU wing's; any choice gives the same parameters.
+  """
+  model = config_json.get('model', {})
+  if 'conv_impl' not in model and 'upconv_impl' not in model:
+    return config_json
+  model = dict(model)
+  conv, upconv = model.pop('conv_impl', 'auto'), model.pop('upconv_impl', 'matmul')
+  model.setdefault('layers', 'cpu' if conv == 'cpu_kernel' else 'flax' if 'xla' in (conv, upconv)
+                   else 'auto')
+  return {**config_json, 'model': model}
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was made with (`config.json`, upgraded); UserError if unreadable."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(upgrade(json.load(f)))
+  except (OSError, ValueError) as e:
+    raise UserError(f'{path} is unreadable ({e}); restore it or train the run again') from e
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:
@@ -46,7 +75,7 @@ def config_differences(old: dict, new: dict, resumable: tuple) -> list[tuple[str
   keys added to the project after a run was saved default to the behaviour the run had. Otherwise
   a key present on one side only shows '<missing>' on the other.
   """
-  old_flat, new_flat = _flatten(old), _flatten(new)
+  old_flat, new_flat = _flatten(upgrade(old)), _flatten(new)
   defaults = _default_flat()
   for k in set(new_flat) - set(old_flat):
     if k in defaults and new_flat[k] == defaults[k]:

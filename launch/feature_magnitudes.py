@@ -27,11 +27,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from frem_jax import build
 from frem_jax import checkpointing
 from frem_jax import datasets
 from frem_jax import input_pipeline
+from frem_jax import randomness
 from frem_jax import steps
-from frem_jax import train
 
 
 def _mean_activations(model, variables, split, batch_size: int) -> dict:
@@ -79,10 +80,10 @@ def measure(workdir: str, which: str = 'best') -> dict:
   """Mean activations at each measurement point for checkpoint `which` of the run in `workdir`."""
   with open(os.path.join(workdir, 'config.json')) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  data = input_pipeline.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
-  model = train.build_model(config, data.num_classes)
+  data = datasets.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
+  model = build.build_model(config, data.num_classes)
   split = data.splits['validation']
-  state = steps.create_train_state(model, jax.random.key(0, impl=train.PRNG_IMPL),
+  state = steps.create_train_state(model, jax.random.key(0, impl=randomness.PRNG_IMPL),
                                    split.images.shape[1:], config.learning_rate)
   manager = checkpointing.make_manager(workdir)
   try:

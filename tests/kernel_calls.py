@@ -2,7 +2,7 @@
 
 import re
 
-# The XLA FFI targets the CPU kernels register (frem_jax/cpu_conv.py): 3x3 conv forward (also its
+# The XLA FFI targets the CPU kernels register (frem_jax/cpu/ffi.py): 3x3 conv forward (also its
 # input gradient) and weight gradient; 2x2 up-conv forward, input and kernel gradients.
 TRAIN_TARGETS = frozenset({'frem_conv3x3', 'frem_conv3x3_dw', 'frem_upconv2x2', 'frem_upconv2x2_dx',
                            'frem_upconv2x2_dk'})

@@ -11,10 +11,11 @@ import json
 import jax
 import numpy as np
 
+from frem_jax import build
+from frem_jax import datasets
 from frem_jax import epochs
-from frem_jax import input_pipeline
+from frem_jax import randomness
 from frem_jax import steps
-from frem_jax import train
 from tests.kernel_calls import kernel_calls
 from tests.tiny import DATA_DIR, tiny_config
 
@@ -28,10 +29,10 @@ def trajectory(parallelism: str, data_on_device: bool, num_devices: int, num_epo
   # which the jit partitioner must handle too).
   config = tiny_config(**{'model.norm': 'batch_renorm', 'model.renorm_warmup_steps': 2,
                           'model.features': (16, 16, 32)})
-  data = input_pipeline.load_dataset(config, DATA_DIR)
+  data = datasets.load_dataset(config, DATA_DIR)
   axis = 'batch' if parallelism == 'pmap' else None
-  model = train.build_model(config, data.num_classes, axis)
-  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
+  model = build.build_model(config, data.num_classes, axis)
+  state = steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3)
   runner = epochs.EpochRunner(data.splits['train'], 4, 0, frem_enabled=True, supervision_enabled=False,
                               parallelism=parallelism, data_on_device=data_on_device,
                               devices=jax.local_devices()[:num_devices])
@@ -40,7 +41,7 @@ def trajectory(parallelism: str, data_on_device: bool, num_devices: int, num_epo
   losses = []
   hp = steps.make_hyperparams(5, 20.0, 0.0)
   for epoch in range(1, num_epochs + 1):
-    s, loss_sum = runner.run(s, epoch, hp, train.frem_epoch_key(0, epoch, 'random'))
+    s, loss_sum = runner.run(s, epoch, hp, randomness.frem_epoch_key(0, epoch, 'random'))
     losses.append(float(loss_sum))
   final = runner.get(s)
   # The running means' absolute sum: a plain sum cancels and would magnify rounding.
@@ -49,7 +50,7 @@ def trajectory(parallelism: str, data_on_device: bool, num_devices: int, num_epo
 
 
 def lower_step(runner, state, split, hp):
-  key = train.frem_epoch_key(0, 1, 'random')
+  key = randomness.frem_epoch_key(0, 1, 'random')
   n = len(runner.mesh.devices.ravel())
   images = jax.ShapeDtypeStruct((4,) + split.images.shape[1:], split.images.dtype)
   masks = jax.ShapeDtypeStruct((4,) + split.masks.shape[1:], split.masks.dtype)

@@ -2,10 +2,11 @@
 
 import numpy as np
 
+from frem_jax import build
 from frem_jax import checkpointing
-from frem_jax import input_pipeline
+from frem_jax import datasets
+from frem_jax import randomness
 from frem_jax import steps
-from frem_jax import train
 
 
 def kept_epochs(workdir: str) -> list:
@@ -18,9 +19,9 @@ def kept_epochs(workdir: str) -> list:
 
 def restore(workdir: str, config, epoch: int):
   """(model, {'params', 'batch_stats'}) of checkpoint `epoch` of a run trained with `config`."""
-  data = input_pipeline.load_dataset(config, config.dataset.data_dir)
-  model = train.build_model(config, data.num_classes)
-  template = steps.create_train_state(model, train.run_key(config.seed), data.splits['train'].images.shape[1:],
+  data = datasets.load_dataset(config, config.dataset.data_dir)
+  model = build.build_model(config, data.num_classes)
+  template = steps.create_train_state(model, randomness.run_key(config.seed), data.splits['train'].images.shape[1:],
                                       config.learning_rate)
   manager = checkpointing.make_manager(workdir)
   try:

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from configs import default
-from frem_jax import asha
-from frem_jax import search_halving
-from frem_jax import search_store
+from frem_jax.search import asha
+from frem_jax.search import halving as search_halving
+from frem_jax.search import store as search_store
 
 C, S, F = asha.CONTINUE, asha.STOP, asha.FINISH
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from frem_jax.batch_renorm import BatchRenorm
+from frem_jax.model.batch_renorm import BatchRenorm
 
 EPS = 1e-5
 

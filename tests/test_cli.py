@@ -1,6 +1,7 @@
 """The train command line: one clear line and exit 1 for user mistakes, never a traceback."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -65,3 +66,20 @@ def test_missing_dataset_folder_leaves_no_workdir(tmp_path):
   assert 'error: /nonexistent/drosophila/stack1/raw does not exist; download the' in proc.stderr
   assert 'doi:10.6084/m9.figshare.856713' in proc.stderr
   assert not os.path.exists(tmp_path / 'run')
+
+
+def test_a_first_run_prints_our_lines_only(tmp_path):
+  # Epoch 1 is checkpointed without a validation pass, which orbax warns about on every such save.
+  proc = run_train('--config=configs/demo.py', f'--workdir={tmp_path}/run', '--config.num_epochs=2',
+                   '--config.eval_every_epochs=2', '--config.dataset.image_size=32',
+                   '--config.dataset.num_train=8', '--config.dataset.num_validation=4',
+                   '--config.dataset.num_test=4', '--config.model.features=(4, 8, 16)', '--config.frem.num_selected=5',
+                   f'--config.dataset.data_dir={tmp_path}/data')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  output = proc.stdout + proc.stderr
+  ours = {name for _, _, names in os.walk(os.path.join(ROOT, 'frem_jax')) for name in names}
+  # absl's records ("W1126 01:13:37.123821 1402 checkpoint_manager.py:1489] ..."), also after a progress bar.
+  records = re.findall(r'[IWE]\d{4} [\d:.]+ +\d+ (\S+\.py):\d+\] ([^\r\n]*)', output)
+  assert [r for r in records if r[0] not in ours] == []
+  assert 'tracked_metric' not in output and 'libtpu' not in output and 'Using custom data' not in output
+  assert proc.stdout.startswith('best epoch 2: val mIoU') and 'test IoU per class:' in proc.stdout

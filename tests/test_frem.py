@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from frem_jax.frem import FREM, enhancement_scale
+from frem_jax.model.frem import FREM, enhancement_scale
 
 
 def features(channels=16):

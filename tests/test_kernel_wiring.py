@@ -4,19 +4,20 @@ import jax
 import numpy as np
 import pytest
 
+from frem_jax import build
 from frem_jax import epochs
 from frem_jax import parallel
+from frem_jax import randomness
 from frem_jax import steps
-from frem_jax import train
 from tests.kernel_calls import INFERENCE_TARGETS, TRAIN_TARGETS, kernel_calls
 from tests.tiny import tiny_config
 
 
-def lowered_steps(conv_impl):
+def lowered_steps(layers):
   """The training loop's train step (data on the device) and inference, lowered for a 16-multiple model."""
-  config = tiny_config(**{'model.features': (16, 16, 32), 'model.conv_impl': conv_impl})
-  model = train.build_model(config, 3)
-  state = jax.eval_shape(lambda: steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3))
+  config = tiny_config(**{'model.features': (16, 16, 32), 'model.layers': layers})
+  model = build.build_model(config, 3)
+  state = jax.eval_shape(lambda: steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3))
   images = jax.ShapeDtypeStruct((8, 32, 32, 1), np.float32)
   masks = jax.ShapeDtypeStruct((8, 32, 32), np.int32)
   idx = jax.ShapeDtypeStruct((4,), np.int32)
@@ -24,7 +25,7 @@ def lowered_steps(conv_impl):
   mesh = parallel.make_mesh(jax.local_devices()[:1])
   train_fn = epochs.jit_train_step_on_device(True, False, mesh)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  return (train_fn.lower(state, images, masks, idx, hp, train.frem_epoch_key(0, 1, 'random')),
+  return (train_fn.lower(state, images, masks, idx, hp, randomness.frem_epoch_key(0, 1, 'random')),
           steps.jit_logits(model).lower(variables, images))
 
 
@@ -34,5 +35,5 @@ def test_auto_model_runs_its_convolutions_on_the_cpu_kernels():
   assert kernel_calls(train_step) == TRAIN_TARGETS
   assert kernel_calls(inference) == INFERENCE_TARGETS
   # The XLA model has none: the check above tells the two apart.
-  train_step, inference = lowered_steps('xla')
+  train_step, inference = lowered_steps('flax')
   assert kernel_calls(train_step) == set() and kernel_calls(inference) == set()

@@ -5,8 +5,8 @@ from PIL import Image
 import pytest
 
 from configs import drosophila, folder_example, mouse
-from frem_jax import input_pipeline
-from frem_jax import search_space
+from frem_jax import datasets
+from frem_jax.search import space as search_space
 from frem_jax import train
 from frem_jax.config_validation import validate_config
 from tests.datasets.folders import write_folder
@@ -64,7 +64,7 @@ def test_mouse_config_trains_on_a_stand_in_folder(tmp_path):
   assert results['test']['miou'] is not None
   # The documented split: 50 images -> 35/5/10 by image (one 32² tile each here), labels 0/1/2 as
   # background/membrane/nucleus.
-  data = input_pipeline.load_dataset(config, DATA_DIR)
+  data = datasets.load_dataset(config, DATA_DIR)
   assert data.class_names == ('background', 'membrane', 'nucleus')
   assert {k: len(v) for k, v in data.splits.items()} == {'train': 35, 'validation': 5, 'test': 10}
   assert {k: len(set(v.sources.tolist())) for k, v in data.splits.items()} == {'train': 35, 'validation': 5, 'test': 10}
@@ -93,7 +93,7 @@ def test_folder_example_config_trains_on_a_users_folder(tmp_path):
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert results['class_names'] == ['background', 'membrane']
   # The documented split: 70/10/20 by image (7/1/2 of 10), each 40x70 image cut into 2x3 tiles of 32².
-  data = input_pipeline.load_dataset(config, DATA_DIR)
+  data = datasets.load_dataset(config, DATA_DIR)
   assert data.class_names == ('background', 'membrane')
   assert {k: len(set(v.sources.tolist())) for k, v in data.splits.items()} == {'train': 7, 'validation': 1, 'test': 2}
   assert {k: len(v) for k, v in data.splits.items()} == {'train': 42, 'validation': 6, 'test': 12}

@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from frem_jax import frem
-from frem_jax import input_pipeline
+from frem_jax.model import frem
+from frem_jax import datasets
+from frem_jax import randomness
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.errors import UserError
-from frem_jax.unet import Enhancement, UNetSE
+from frem_jax.model.unet import Enhancement, UNetSE
 from tests import recompute
 from tests.tiny import tiny_config
 
@@ -23,7 +24,7 @@ def read_jsonl(path):
 
 
 def enhanced_mask(seed, epoch, mode, b, channels=16):
-  return np.asarray(frem.selected_channels(train.frem_epoch_key(seed, epoch, mode), channels, b))
+  return np.asarray(frem.selected_channels(randomness.frem_epoch_key(seed, epoch, mode), channels, b))
 
 
 def test_fixed_mode_enhances_the_same_channels_in_every_epoch_and_random_mode_does_not():
@@ -34,7 +35,7 @@ def test_fixed_mode_enhances_the_same_channels_in_every_epoch_and_random_mode_do
   assert all(m.sum() == 5 for m in drawn)
   assert len({m.tobytes() for m in drawn}) == 5
   # The train step's scale uses exactly these channels.
-  key = train.frem_epoch_key(0, 3, 'fixed')
+  key = randomness.frem_epoch_key(0, 3, 'fixed')
   scale = np.asarray(frem.enhancement_scale(key, 16, 5, 7.0))
   np.testing.assert_array_equal(scale == 7.0, fixed[0])
 
@@ -89,9 +90,9 @@ def test_frem_at_test_is_reported_beside_the_plain_evaluation(frem_run):
   # Recomputed from the best checkpoint: the documented key, B = 5 and X = 20 on the test images.
   config = tiny_config(**FREM_RUN_CONFIG)
   model, variables = recompute.restore(workdir, config, results['best_epoch'])
-  test = input_pipeline.load_dataset(config, config.dataset.data_dir).splits['test']
+  test = datasets.load_dataset(config, config.dataset.data_dir).splits['test']
   enhanced = model.apply(variables, test.images, train=False, enhancement=Enhancement(5, 20.0),
-                         rngs={'frem': train.frem_epoch_key(0, 0, 'random')}).logits
+                         rngs={'frem': randomness.frem_epoch_key(0, 0, 'random')}).logits
   plain = model.apply(variables, test.images, train=False).logits
   ious, miou = recompute.iou(test.masks, np.argmax(enhanced, -1), 3)
   assert list(on['test']['iou_per_class'].values()) == pytest.approx(ious, abs=1e-12)
@@ -123,7 +124,7 @@ def test_feature_statistics_are_logged_every_evaluation(frem_run, tmp_path):
   # Recomputed for the epochs whose checkpoint is kept (the last and the best): the deepest stage's
   # activations on the validation images, per image, over the channels of that epoch's key.
   config = tiny_config(**FREM_RUN_CONFIG)
-  validation = input_pipeline.load_dataset(config, config.dataset.data_dir).splits['validation']
+  validation = datasets.load_dataset(config, config.dataset.data_dir).splits['validation']
   masks = {e: enhanced_mask(0, e, 'random', 5) for e in (1, 2, 3)}
   assert len({m.tobytes() for m in masks.values()}) == 3
   kept = recompute.kept_epochs(workdir)

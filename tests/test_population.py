@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-from frem_jax import population
 from frem_jax import search
 from frem_jax import train
 from frem_jax.errors import UserError
@@ -44,7 +43,7 @@ def member_config(b, x, **overrides):
 def population_and_single_runs(tmp_path_factory):
   root = tmp_path_factory.mktemp('population')
   dirs = [str(root / f'member_{i}') for i in range(len(MEMBERS))]
-  outcomes = population.train_population([member_config(b, x) for b, x in MEMBERS], dirs)
+  outcomes = train.train_population([member_config(b, x) for b, x in MEMBERS], dirs)
   singles = [train.train_and_evaluate(member_config(b, x), str(root / f'single_{i}'))
              for i, (b, x) in enumerate(MEMBERS)]
   baseline = train.train_and_evaluate(member_config(5, 20.0, **{'frem.enabled': False}),
@@ -88,7 +87,7 @@ def test_members_train_with_their_own_b_and_x(population_and_single_runs):
 
 def test_members_must_differ_only_in_b_x_and_lambda(tmp_path):
   with pytest.raises(UserError) as e:
-    population.train_population([member_config(5, 20.0), member_config(5, 20.0, learning_rate=0.01)],
+    train.train_population([member_config(5, 20.0), member_config(5, 20.0, learning_rate=0.01)],
                                 [str(tmp_path / 'a'), str(tmp_path / 'b')])
   assert str(e.value) == ('population member 1 differs from member 0 in learning_rate (0.001 -> 0.01); '
                           'members may differ only in frem.num_selected, frem.factor, supervision.weight')
@@ -114,7 +113,7 @@ def test_sweep_with_population_trains_trials_together(tmp_path):
 
 def test_diverging_member_fails_alone(tmp_path):
   configs = [member_config(5, 20.0, num_epochs=1), member_config(16, 3e38, num_epochs=1)]
-  outcomes = population.train_population(configs, [str(tmp_path / 'ok'), str(tmp_path / 'nan')])
+  outcomes = train.train_population(configs, [str(tmp_path / 'ok'), str(tmp_path / 'nan')])
   assert outcomes[0]['epochs_completed'] == 1 and os.path.exists(tmp_path / 'ok' / 'results.json')
   assert str(outcomes[1]).startswith('training diverged: the loss is nan in epoch 1 (frem.factor=3e+38')
   assert not os.path.exists(tmp_path / 'nan' / 'results.json')

@@ -17,12 +17,13 @@ from tqdm import tqdm
 
 from frem_jax import checkpointing
 from frem_jax import metrics
-from frem_jax import overlay
+from frem_jax import palette
 from frem_jax import predict
-from frem_jax import run_masks
 from frem_jax import train
 from frem_jax.datasets import image_io
 from frem_jax.errors import UserError
+from frem_jax.predict import masks as run_masks
+from frem_jax.predict import overlay
 from tests.datasets.folders import write_folder
 from tests.tiny import tiny_config
 
@@ -88,7 +89,7 @@ def test_the_training_masks_score_the_run_as_they_are(folder_run, tmp_path):
     with Image.open(out / f'{stem}_overlay.png') as im:
       assert im.mode == 'RGB' and im.size == (48, 40)
       written = np.asarray(im)
-    colours = np.asarray(predict.palette(), np.uint8).reshape(-1, 3)
+    colours = np.asarray(palette.palette(), np.uint8).reshape(-1, 3)
     expected = overlay.overlay(image_io.read_image(f'{src}/images/{stem}.png'),
                                class_map(out / f'{stem}.png'), colours)
     np.testing.assert_array_equal(written, expected)

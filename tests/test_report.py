@@ -10,7 +10,7 @@ from PIL import Image
 import pytest
 
 from frem_jax import report
-from frem_jax import report_tables
+from frem_jax.report import tables as report_tables
 from frem_jax import search
 from frem_jax import train
 from tests.tiny import tiny_config

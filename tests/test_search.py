@@ -13,9 +13,9 @@ import pytest
 from frem_jax import epochs
 from frem_jax import parallel
 from frem_jax import search
-from frem_jax import search_space
-from frem_jax import search_store
 from frem_jax.errors import UserError
+from frem_jax.search import space as search_space
+from frem_jax.search import store as search_store
 from tests.tiny import DATA_DIR
 from tests.tiny import tiny_config
 

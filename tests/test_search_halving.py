@@ -10,13 +10,13 @@ import time
 import jax
 import pytest
 
-from frem_jax import asha
 from frem_jax import checkpointing
 from frem_jax import epochs
 from frem_jax import parallel
 from frem_jax import search
 from frem_jax.config_validation import validate_config
 from frem_jax.errors import UserError
+from frem_jax.search import asha
 from tests.tiny import DATA_DIR
 from tests.tiny import tiny_config
 

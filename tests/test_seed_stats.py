@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from frem_jax import report
-from frem_jax import report_seeds
-from frem_jax import seed_stats
+from frem_jax.report import seed_stats
+from frem_jax.report import seeds as report_seeds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T2, T1 = 4.302652729749462, 12.706204736174698

@@ -7,9 +7,13 @@ import jax
 import numpy as np
 import pytest
 
+from frem_jax import build
+from frem_jax import datasets
 from frem_jax import epochs
 from frem_jax import input_pipeline
+from frem_jax import loss
 from frem_jax import parallel
+from frem_jax import randomness
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.errors import TrainingDiverged, UserError
@@ -26,18 +30,18 @@ def single_device_step(frem_enabled, supervision_enabled):
 
 def placed_state(model):
   """A fresh train state laid out as the training loop lays it out (replicated on the mesh)."""
-  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
+  state = steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3)
   return jax.device_put(state, parallel.replicated(MESH))
 
 
 def test_one_whole_training_step_lowers_the_loss_on_its_batch():
   config = tiny_config()
-  data = input_pipeline.load_dataset(config, DATA_DIR)
-  model = train.build_model(config, data.num_classes)
-  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-2)
+  data = datasets.load_dataset(config, DATA_DIR)
+  model = build.build_model(config, data.num_classes)
+  state = steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-2)
   train_fn = single_device_step(True, False)
   batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
-  key = train.frem_epoch_key(0, 1, 'random')
+  key = randomness.frem_epoch_key(0, 1, 'random')
   hp = steps.make_hyperparams(5, 2.0, 0.0)
   losses = []
   for _ in range(5):
@@ -50,14 +54,14 @@ def test_one_whole_training_step_lowers_the_loss_on_its_batch():
 
 def test_b_x_and_lambda_never_recompile_the_train_step():
   config = tiny_config(**{'supervision.enabled': True})
-  data = input_pipeline.load_dataset(config, DATA_DIR)
-  model = train.build_model(config, data.num_classes)
+  data = datasets.load_dataset(config, DATA_DIR)
+  model = build.build_model(config, data.num_classes)
   state = placed_state(model)
   train_fn = single_device_step(True, True)
   before = train_fn._cache_size()
   batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
   for b, x, lam in [(1, 2.0, 0.1), (16, 632.0, 0.9), (0, 1.0, 0.0)]:
-    state, _ = train_fn(state, batch, steps.make_hyperparams(b, x, lam), train.frem_epoch_key(0, b, 'random'))
+    state, _ = train_fn(state, batch, steps.make_hyperparams(b, x, lam), randomness.frem_epoch_key(0, b, 'random'))
   assert train_fn._cache_size() - before == 1
 
 
@@ -74,10 +78,10 @@ def test_runs_with_other_b_x_lambda_reuse_the_compiled_epoch(tmp_path):
 
 def test_epoch_on_the_device_equals_host_fed_steps():
   config = tiny_config()
-  data = input_pipeline.load_dataset(config, DATA_DIR)
-  model = train.build_model(config, data.num_classes)
-  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
-  hp, key = steps.make_hyperparams(5, 20.0, 0.0), train.frem_epoch_key(0, 1, 'random')
+  data = datasets.load_dataset(config, DATA_DIR)
+  model = build.build_model(config, data.num_classes)
+  state = steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3)
+  hp, key = steps.make_hyperparams(5, 20.0, 0.0), randomness.frem_epoch_key(0, 1, 'random')
   results = {}
   for on_device in (True, False):
     runner = epochs.EpochRunner(data.splits['train'], 4, 0, frem_enabled=True, supervision_enabled=False,
@@ -100,11 +104,11 @@ def test_index_batches_match_the_host_batches():
 
 
 def test_frem_keys_change_every_epoch_unless_fixed():
-  random = [train.frem_epoch_key(3, e, 'random') for e in (1, 2)]
-  fixed = [train.frem_epoch_key(3, e, 'fixed') for e in (1, 2)]
+  random = [randomness.frem_epoch_key(3, e, 'random') for e in (1, 2)]
+  fixed = [randomness.frem_epoch_key(3, e, 'fixed') for e in (1, 2)]
   same = lambda a, b: np.array_equal(jax.random.key_data(a), jax.random.key_data(b))
   assert not same(*random) and same(*fixed)
-  assert same(train.frem_epoch_key(3, 2, 'random'), random[1])
+  assert same(randomness.frem_epoch_key(3, 2, 'random'), random[1])
 
 
 @pytest.fixture(scope='module')
@@ -133,7 +137,7 @@ def test_results_json_has_the_promised_fields(finished_run):
   assert on_disk['best_epoch'] == 1 + val.index(max(val))
   config = tiny_config()
   model, variables = recompute.restore(workdir, config, on_disk['best_epoch'])
-  test = input_pipeline.load_dataset(config, DATA_DIR).splits['test']
+  test = datasets.load_dataset(config, DATA_DIR).splits['test']
   predicted = np.argmax(model.apply(variables, test.images, train=False).logits, -1)
   ious, miou = recompute.iou(test.masks, predicted, 3)
   assert on_disk['test']['miou'] == pytest.approx(miou, abs=1e-12)
@@ -183,17 +187,17 @@ def test_nan_loss_stops_the_run_naming_the_epoch(tmp_path):
 def test_supervision_loss_is_the_weighted_sum(lam):
   """loss = (1 - λ) L_final + λ L_sup, with L_sup on the deepest stage's 1x1 conv resized to the input."""
   config = tiny_config(**{'supervision.enabled': True, 'frem.enabled': False})
-  data = input_pipeline.load_dataset(config, DATA_DIR)
-  model = train.build_model(config, data.num_classes)
-  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
+  data = datasets.load_dataset(config, DATA_DIR)
+  model = build.build_model(config, data.num_classes)
+  state = steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3)
   batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
   out, _ = jax.jit(lambda s: model.apply({'params': s.params, 'batch_stats': s.batch_stats},
                                          batch['image'], train=True, mutable=['batch_stats']))(state)
-  final = float(steps.cross_entropy(out.logits, batch['mask']))
-  sup = float(steps.cross_entropy(out.supervision_logits, batch['mask']))
+  final = float(loss.cross_entropy(out.logits, batch['mask']))
+  sup = float(loss.cross_entropy(out.supervision_logits, batch['mask']))
   assert abs(final - sup) > 1e-3
   train_fn = single_device_step(False, True)
-  _, m = train_fn(state, batch, steps.make_hyperparams(0, 1.0, lam), train.frem_epoch_key(0, 1, 'random'))
+  _, m = train_fn(state, batch, steps.make_hyperparams(0, 1.0, lam), randomness.frem_epoch_key(0, 1, 'random'))
   assert float(m['loss']) == pytest.approx((1 - lam) * final + lam * sup, rel=1e-5)
   assert float(m['loss_final']) == pytest.approx(final, rel=1e-5)
 
@@ -214,7 +218,7 @@ def test_results_are_the_earliest_best_epochs_not_the_last(tmp_path, monkeypatch
   workdir = str(tmp_path / 'run')
   results = train.train_and_evaluate(config, workdir)
   assert results['best_epoch'] == 2
-  test = input_pipeline.load_dataset(config, DATA_DIR).splits['test']
+  test = datasets.load_dataset(config, DATA_DIR).splits['test']
   miou_at = {}
   for epoch in (2, 4):  # the best and the last are both kept
     model, variables = recompute.restore(workdir, config, epoch)

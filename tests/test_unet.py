@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from frem_jax import build
+from frem_jax import randomness
 from frem_jax import steps
-from frem_jax import train
-from frem_jax.unet import Enhancement, UNetSE
+from frem_jax.model.unet import Enhancement, UNetSE
 from tests.tiny import tiny_config
 
 TINY = (4, 8, 16)
@@ -89,10 +90,10 @@ def inference_programs(model, frem_at_test=False):
 
   With `frem_at_test`, the eval pass only.
   """
-  state = steps.create_train_state(model, train.run_key(0), (32, 32, 1), 1e-3)
+  state = steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3)
   batch = {'image': jnp.zeros((2, 32, 32, 1)), 'mask': jnp.zeros((2, 32, 32), jnp.int32)}
   hp = steps.make_hyperparams(5, 20.0, 0.0)
-  key = train.frem_epoch_key(0, 0, 'random')
+  key = randomness.frem_epoch_key(0, 0, 'random')
   eval_sums = compiled(functools.partial(steps.eval_sums_step, num_classes=3, frem_at_test=frem_at_test),
                        state, batch, hp, key)
   if frem_at_test:
@@ -104,7 +105,7 @@ def inference_programs(model, frem_at_test=False):
 
 def test_a_frem_model_infers_with_the_baselines_program():
   """The FREM run's inference has no FREM operation and costs the FLOPs of a baseline built without FREM."""
-  frem_model = train.build_model(tiny_config(), 3)
+  frem_model = build.build_model(tiny_config(**{'model.layers': 'flax'}), 3)  # the baseline's layers
   assert frem_model.features == TINY
   baseline = UNetSE(num_classes=3, features=TINY, renorm_warmup_steps=4)  # by hand, not from a FREM config
   frem_programs, base_programs = inference_programs(frem_model), inference_programs(baseline)

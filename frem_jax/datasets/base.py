@@ -13,10 +13,11 @@ import hashlib
 import json
 from typing import Iterator
 
+from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-SPLITS = ('train', 'validation', 'test')
+from frem_jax.datasets.names import SPLITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,13 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             'tile': tfds.features.Scalar(dtype=np.int32),
         }))
 
+  # TFDS prints these to stdout (with 'Unknown size' for generated data); debug lines instead.
+  def _log_download_bytes(self) -> None:
+    logging.debug('Preparing dataset %s in %s', self.name, self.data_dir)
+
+  def _log_download_done(self) -> None:
+    logging.debug('Prepared dataset %s in %s', self.name, self.data_dir)
+
   def split_names(self) -> tuple:
     return SPLITS
 
@@ -79,8 +87,9 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
                 'index': i, 'source': ex.source, 'tile': ex.tile}
 
 
-def prepare_and_load(builder: SegmentationBuilder) -> dict:
-  """Prepares `builder` once, then reads every split into memory: split -> LoadedSplit."""
+def prepare_and_load(builder: SegmentationBuilder, show_progress: bool = True) -> dict:
+  """Prepares `builder` once (with TFDS's progress bars if `show_progress`), then reads every split into memory: split -> LoadedSplit."""
+  tfds.display_progress_bar(show_progress)
   builder.download_and_prepare(file_format='array_record')
   out = {}
   for split, source in builder.as_data_source().items():

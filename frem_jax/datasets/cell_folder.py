@@ -13,16 +13,22 @@ shuffled with `dataset.split_seed`. Images are cut into tiles of
 tiles is aligned with the far edge and overlaps its neighbour (no pixel is
 dropped); an image smaller than a tile is an error.
 
-`mouse_liver` (Imanishi et al., Cell Structure and Function 43(2):129–140,
-2018; not public) is the same with `SOURCE/images/` and `SOURCE/labels/`, 50
-images of 256x256, labels 0 background, 1 membrane, 2 nucleus (override with
-`dataset.classes` if your copy uses other values), split 35/5/10 by the
-fractions (0.7, 0.1, 0.2) with seed 0 unless `SOURCE/splits/` names it.
+`mouse_liver`, the paper's mouse liver data: a cell folder with its own layout, classes and split.
+Imanishi et al., Cell Structure and Function 43(2):129–140, 2018; not public.
+`SOURCE/images/` and `SOURCE/labels/` hold 50 images of 256x256 and their
+label maps: 0 background, 1 membrane, 2 nucleus (override with
+`dataset.classes` if your copy uses other values).
+
+The split is by image: 35 train, 5 validation, 10 test, drawn by
+`split_stems` with MOUSE_SPLIT_FRACTIONS and MOUSE_SPLIT_SEED (the defaults
+of `dataset.split_fractions` and `dataset.split_seed`), unless
+`SOURCE/splits/` names it.
 """
 
 import os
 from typing import Iterator
 
+import ml_collections
 import numpy as np
 
 from frem_jax.datasets import base
@@ -61,6 +67,15 @@ def split_stems(stems: list, source_dir: str, fractions: tuple, seed: int) -> di
       raise UserError(f'the {split} split of {source_dir} is empty ({len(stems)} images, '
                       f'fractions {tuple(fractions)}); add images or give splits/{split}.txt')
   return out
+
+
+def folder_classes(ds: ml_collections.ConfigDict) -> tuple:
+  """((mask value, class name), ...) of a mouse_liver or cell_folder `config.dataset` (mouse: its default if empty)."""
+  classes = tuple(tuple(c) for c in ds.classes) or (MouseLiver.DEFAULT_CLASSES if ds.name == 'mouse_liver' else ())
+  if not classes:
+    raise UserError("dataset.classes is empty; give the mask value of each class, e.g. "
+                    "--config.dataset.classes=\"((0, 'background'), (255, 'membrane'))\"")
+  return classes
 
 
 def class_mapping(classes: tuple) -> dict:
@@ -111,7 +126,7 @@ class CellFolder(base.SegmentationBuilder):
       path = os.path.join(source_dir or '.', sub)
       if not source_dir or not os.path.isdir(path):
         raise UserError(f'{path} does not exist; cell_folder needs dataset.source_dir with '
-                        f'{cls.IMAGE_DIR}/ and {cls.MASK_DIR}/ of matching file names (README, Datasets)')
+                        f'{cls.IMAGE_DIR}/ and {cls.MASK_DIR}/ of matching file names (docs/datasets.md)')
 
   def examples(self, split: str) -> Iterator[base.Example]:
     channels = self._image_shape[-1]
@@ -131,10 +146,18 @@ class CellFolder(base.SegmentationBuilder):
         yield base.Example(im, m, source, t)
 
 
+MOUSE_SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test: 35/5/10 of the 50 images
+MOUSE_SPLIT_SEED = 0
+
+
 class MouseLiver(CellFolder):
   """TFDS builder of the paper's mouse liver images (see the module docstring)."""
   IMAGE_DIR, MASK_DIR = 'images', 'labels'
   DEFAULT_CLASSES = ((0, 'background'), (1, 'membrane'), (2, 'nucleus'))
+
+  def __init__(self, *, split_fractions: tuple = MOUSE_SPLIT_FRACTIONS, split_seed: int = MOUSE_SPLIT_SEED,
+               **kwargs):
+    super().__init__(split_fractions=split_fractions, split_seed=split_seed, **kwargs)
 
   @classmethod
   def check_folder(cls, source_dir: str) -> None:

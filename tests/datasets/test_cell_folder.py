@@ -1,4 +1,4 @@
-"""The folder datasets (cell_folder, mouse_liver) on stand-in folders, and every bad input."""
+"""The folder dataset (cell_folder) on stand-in folders, and every bad input."""
 
 import os
 
@@ -8,7 +8,7 @@ from PIL import Image
 
 from frem_jax.datasets import base
 from frem_jax.datasets import tiling
-from frem_jax.datasets.cell_folder import CellFolder, MouseLiver
+from frem_jax.datasets.cell_folder import CellFolder
 from frem_jax.errors import UserError
 from tests.datasets.folders import write_folder
 
@@ -141,17 +141,3 @@ def test_interrupted_preparation_is_redone(tmp_path, monkeypatch):
   assert not os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json'))  # nothing trusted
   loaded = base.prepare_and_load(builder)
   assert {k: len(v.images) for k, v in loaded.items()} == {'train': 28, 'validation': 4, 'test': 8}
-
-
-def test_mouse_liver_layout_and_35_5_10_split(tmp_path):
-  src = write_folder(str(tmp_path / 'mouse'), 50, size=(32, 32), mask_dir='labels')
-  builder = MouseLiver(source_dir=src, classes=MouseLiver.DEFAULT_CLASSES, tile_size=32,
-                       data_dir=str(tmp_path / 'tfds'))
-  loaded = base.prepare_and_load(builder)
-  assert {k: len(v.images) for k, v in loaded.items()} == {'train': 35, 'validation': 5, 'test': 10}
-  assert builder.class_names == ('background', 'membrane', 'nucleus')
-
-
-def test_mouse_liver_missing_folder_says_whom_to_ask(tmp_path):
-  with pytest.raises(UserError, match=r'is not public; ask its authors \(Hotta lab, Meijo University\)'):
-    MouseLiver(source_dir=str(tmp_path / 'none'), classes=MouseLiver.DEFAULT_CLASSES, tile_size=32)

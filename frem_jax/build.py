@@ -1,0 +1,45 @@
+"""`build_model`: the U-Net+SE of a config, with the CPU wing's layers plugged in where they apply."""
+
+import functools
+from typing import Optional
+
+import jax
+import ml_collections
+
+from frem_jax.cpu import layers as cpu_layers
+from frem_jax.cpu import malloc
+from frem_jax.model.unet import UNetSE
+
+
+def uses_cpu_layers(layers: str) -> bool:
+  """Whether `model.layers` means the CPU wing's layers here: 'cpu', or 'auto' on the CPU backend."""
+  return layers == 'cpu' or (layers == 'auto' and jax.default_backend() == 'cpu')
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int,
+                axis_name: Optional[str] = None) -> UNetSE:
+  """The U-Net+SE described by `config.model` (with the SuperVision head if enabled).
+
+  `model.layers` picks the layers' arithmetic, never their parameters: 'flax'
+  (flax's `nn.Conv`, `nn.ConvTranspose`, `nn.max_pool`), 'cpu' (the CPU
+  wing's, `frem_jax.cpu.layers`: C++ kernels where built, matrix products
+  elsewhere) or 'auto' (the CPU wing's on the CPU backend, flax's elsewhere).
+  """
+  m = config.model
+  layers = {}
+  if uses_cpu_layers(m.layers):
+    malloc.warn_if_untuned()
+    layers = cpu_layers.LAYERS
+  return _model(
+      num_classes=num_classes, features=tuple(m.features), norm=m.norm,
+      se_reduction=m.se_reduction, supervision=config.supervision.enabled,
+      norm_momentum=m.norm_momentum, norm_epsilon=m.norm_epsilon, renorm_r_max=m.renorm_r_max,
+      renorm_d_max=m.renorm_d_max, renorm_warmup_steps=m.renorm_warmup_steps, axis_name=axis_name,
+      **layers)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(**attributes) -> UNetSE:
+  # One instance per architecture, so that runs in one process (a sweep) share the
+  # train state's static apply_fn and with it the compiled train step.
+  return UNetSE(**attributes)

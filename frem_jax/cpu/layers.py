@@ -1,0 +1,114 @@
+"""Drop-in layers for `UNetSE` that are fast on XLA:CPU: flax's parameters and outputs, other arithmetic.
+
+`Conv` for `nn.Conv` (stride 1, SAME): the stages' 3x3 convolutions on this
+project's XLA:CPU kernels where they fit (`ffi.uses_kernel`), else XLA's; a
+1x1 convolution (the class head) as a matrix product: XLA:CPU computes
+`nn.Conv`'s kernel gradient as a 256x256-window convolution of a transposed
+copy of the input (50 ms of the paper model's step at batch 4).
+
+`ConvTranspose` for `nn.ConvTranspose` with a 2x2 kernel and stride 2: the
+CPU kernel where it fits, else one matrix product. XLA:CPU lowers
+`nn.ConvTranspose` to a convolution of the zero-dilated input, which took about
+a third of the paper model's training step on our 2-core CPU
+(docs/performance.md). Each input pixel of a 2x2 stride-2 transposed
+convolution writes exactly one 2x2 output block, so the same result is a
+matmul [N·H·W, C] x [C, 4·O] and a depth-to-space rearrangement.
+
+`max_pool` for `nn.max_pool`: a 2x2 stride-2 window as a reshape and a max.
+
+`LAYERS` is the bundle `build_model` passes to `UNetSE`.
+"""
+
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from frem_jax.cpu import ffi
+
+_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+
+
+class Conv(nn.Module):
+  """Stride-1 SAME convolution with `nn.Conv`'s parameters (`kernel` [kh, kw, C, O], optional `bias`).
+
+  Attributes:
+    features: output channels.
+    kernel_size: (kh, kw).
+    use_bias: add a bias, as `nn.Conv`.
+    kernels: use the C++ kernels where they fit (False: XLA's convolution;
+      the tests compare both).
+  """
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  use_bias: bool = True
+  kernels: bool = True
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    kh, kw = self.kernel_size
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (kh, kw, x.shape[-1], self.features), jnp.float32)
+    if (kh, kw) == (1, 1):
+      y = jnp.einsum('nhwc,ck->nhwk', x, kernel[0, 0], precision=jax.lax.Precision.HIGHEST)
+    elif (kh, kw) == (3, 3) and self.kernels and ffi.uses_kernel(self.features, x.dtype):
+      y = ffi.conv3x3(x, kernel)
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    return y
+
+
+class ConvTranspose(nn.Module):
+  """2x2 stride-2 transposed conv with bias; same parameters and outputs as `nn.ConvTranspose(features, (2, 2), strides=(2, 2))`.
+
+  Attributes:
+    features: output channels.
+    kernel_size, strides: (2, 2) each, the only shape it computes.
+    kernels: use the C++ kernel where it fits (False: one matrix product).
+  """
+  features: int
+  kernel_size: Sequence[int] = (2, 2)
+  strides: Optional[Sequence[int]] = (2, 2)
+  kernels: bool = True
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    if tuple(self.kernel_size) != (2, 2) or tuple(self.strides or ()) != (2, 2):
+      raise ValueError(f'ConvTranspose computes 2x2 kernels of stride 2, got kernel_size='
+                       f'{self.kernel_size}, strides={self.strides}; use nn.ConvTranspose')
+    n, h, w, c = x.shape
+    o = self.features
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (2, 2, c, o), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (o,), jnp.float32)
+    if self.kernels and ffi.uses_kernel(o, x.dtype):
+      return ffi.upconv2x2(x, kernel) + bias
+    # nn.ConvTranspose (SAME padding, transpose_kernel=False) gives output offset (a, b) of each
+    # 2x2 block the tap kernel[1 - a, 1 - b].
+    k2d = jnp.flip(kernel, (0, 1)).transpose(2, 0, 1, 3).reshape(c, 4 * o)
+    y = jnp.einsum('nhwc,ck->nhwk', x, k2d, precision=jax.lax.Precision.HIGHEST)
+    y = y.reshape(n, h, w, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, o)
+    return y + bias
+
+
+def max_pool(x: jnp.ndarray, window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
+             padding: str = 'VALID') -> jnp.ndarray:
+  """`nn.max_pool`; a 2x2 stride-2 window of [N, H, W, C] (H, W even) as a reshape and a max.
+
+  The gradient of `nn.max_pool` (reduce_window) builds four index arrays of
+  the input's size, which cost about 0.25 s of the paper model's training step
+  on our CPU. Where a window holds equal maxima, this gradient is shared among
+  them instead of given to one; after ReLU those are zeros, whose gradient
+  ReLU stops either way.
+  """
+  n, h, w, c = x.shape
+  if (tuple(window_shape) != (2, 2) or tuple(strides or ()) != (2, 2) or padding != 'VALID'
+      or h % 2 or w % 2):
+    return nn.max_pool(x, window_shape, strides=strides, padding=padding)
+  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
+# The layer attributes of `UNetSE` (`frem_jax.build.build_model`).
+LAYERS = {'conv': Conv, 'conv_transpose': ConvTranspose, 'max_pool': max_pool}

@@ -1,0 +1,152 @@
+"""The CPU wing: its kernels equal XLA's convolutions, forward and both gradients; its layers equal flax's."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from frem_jax.cpu import ffi as cpu_conv
+from frem_jax.cpu.layers import Conv
+from frem_jax.cpu.layers import ConvTranspose
+from frem_jax.cpu.layers import max_pool
+
+import flax.linen as nn
+
+
+def test_kernels_are_built_in_this_install():
+  # setup.py builds them as optional; a silent build failure must not pass CI.
+  assert cpu_conv.available()
+
+
+# (N, H, W, C_in, C_out): every register-block width (16, 32, 64 channels), widths that leave
+# a remainder of pixels, input channels that are not a multiple of the channel block (and
+# C_in=1, the first layer), and both weight-gradient strategies (many pixels, few channels:
+# row chunks; few pixels, many channels: per-block tasks).
+SHAPES = [
+    (2, 9, 13, 1, 16),
+    (2, 17, 30, 32, 32),
+    (1, 8, 8, 64, 64),
+    (1, 5, 7, 20, 48),
+    (3, 12, 27, 7, 80),
+    (2, 4, 4, 128, 128),
+    (1, 40, 33, 16, 16),
+]
+
+
+def _relative_error(a, b):
+  return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+
+
+def _assert_same_values_and_gradients(ours, reference, seed, shape, kernel_size, upsample):
+  """ours(x, kernel) equals reference(x, kernel) to 1e-5, and so do both gradients."""
+  n, h, w, ci, co = shape
+  kx, kk, kg = jax.random.split(jax.random.key(seed), 3)
+  x = jax.random.normal(kx, (n, h, w, ci))
+  kernel = jax.random.normal(kk, (kernel_size, kernel_size, ci, co))
+  dy = jax.random.normal(kg, (n, upsample * h, upsample * w, co))
+  y, vjp = jax.vjp(ours, x, kernel)
+  y_ref, vjp_ref = jax.vjp(reference, x, kernel)
+  assert _relative_error(y, y_ref) < 1e-5
+  for got, want in zip(vjp(dy), vjp_ref(dy)):
+    assert got.shape == want.shape
+    assert _relative_error(got, want) < 1e-5
+
+
+@pytest.mark.parametrize('shape', SHAPES)
+def test_forward_and_gradients_equal_xla(shape):
+  reference = lambda a, b: jax.lax.conv_general_dilated(
+      a, b, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      precision=jax.lax.Precision.HIGHEST)
+  _assert_same_values_and_gradients(cpu_conv.conv3x3, reference, 0, shape, 3, 1)
+
+
+# (N, H, W, C_in, C_out): register-block widths, pixel and channel remainders, C_in not a
+# multiple of 16 (input gradient by XLA), the deepest up-convolution's 512 -> 256.
+UP_SHAPES = [
+    (2, 3, 5, 64, 32),
+    (1, 4, 30, 16, 16),
+    (2, 2, 3, 5, 48),
+    (1, 8, 8, 512, 256),
+    (3, 5, 13, 80, 64),
+]
+
+
+@pytest.mark.parametrize('shape', UP_SHAPES)
+def test_upconv_forward_and_gradients_equal_conv_transpose(shape):
+  transpose = nn.ConvTranspose(shape[4], (2, 2), strides=(2, 2), use_bias=False,
+                               precision='highest')
+  reference = lambda a, b: transpose.apply({'params': {'kernel': b}}, a)
+  _assert_same_values_and_gradients(cpu_conv.upconv2x2, reference, 6, shape, 2, 2)
+
+
+def test_upconv_module_matches_flax_conv_transpose():
+  x = jax.random.normal(jax.random.key(7), (2, 8, 8, 64))
+  reference = nn.ConvTranspose(32, (2, 2), strides=(2, 2))
+  params = reference.init(jax.random.key(8), x)
+  params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
+  for kernels in (True, False):
+    ours = ConvTranspose(32, (2, 2), strides=(2, 2), kernels=kernels)
+    assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
+
+
+def test_results_do_not_depend_on_thread_timing():
+  kx, kg, ku = jax.random.split(jax.random.key(1), 3)
+  x = jax.random.normal(kx, (4, 64, 64, 32))
+  dy = jax.random.normal(kg, (4, 64, 64, 32))
+  dy_up = jax.random.normal(ku, (4, 128, 128, 32))
+
+  def grads(a, g, g_up):
+    conv = jax.vjp(cpu_conv.conv3x3, a, jnp.ones((3, 3, 32, 32)))[1](g)
+    up = jax.vjp(cpu_conv.upconv2x2, a, jnp.ones((2, 2, 32, 32)))[1](g_up)
+    return conv + up
+
+  grad = jax.jit(grads)
+  first = jax.device_get(grad(x, dy, dy_up))
+  for _ in range(3):
+    again = jax.device_get(grad(x, dy, dy_up))
+    for a, b in zip(first, again):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_layer_choice():
+  assert cpu_conv.uses_kernel(32, jnp.float32)  # the CPU backend, kernels built
+  assert not cpu_conv.uses_kernel(8, jnp.float32)  # not a multiple of 16
+  assert not cpu_conv.uses_kernel(32, jnp.bfloat16)
+  with pytest.raises(ValueError, match=r'ConvTranspose computes 2x2 kernels of stride 2, got '
+                                       r'kernel_size=\(3, 3\)'):
+    ConvTranspose(8, (3, 3), strides=(2, 2)).init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
+
+
+def test_conv3x3_module_matches_flax_conv():
+  x = jax.random.normal(jax.random.key(2), (2, 16, 16, 3))
+  reference = nn.Conv(32, (3, 3), padding='SAME', use_bias=False)
+  params = reference.init(jax.random.key(3), x)
+  for kernels in (True, False):
+    ours = Conv(32, (3, 3), use_bias=False, kernels=kernels)
+    ours_params = ours.init(jax.random.key(3), x)
+    # Same parameter tree and initial values (checkpoints of either load in the other).
+    np.testing.assert_array_equal(ours_params['params']['kernel'], params['params']['kernel'])
+    assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
+
+
+def test_conv1x1_matches_flax_conv_and_its_gradient():
+  x = jax.random.normal(jax.random.key(9), (2, 8, 8, 32))
+  reference = nn.Conv(3, (1, 1))
+  params = jax.tree.map(lambda p: p + 0.1, reference.init(jax.random.key(10), x))
+  ours = Conv(3, (1, 1))
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(10), x)) == jax.tree.map(jnp.shape, params)
+  loss = lambda module: lambda p, a: jnp.sum(jnp.sin(module.apply(p, a)))
+  got = jax.grad(loss(ours), argnums=(0, 1))(params, x)
+  want = jax.grad(loss(reference), argnums=(0, 1))(params, x)
+  assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert _relative_error(a, b) < 1e-5
+
+
+def test_max_pool_matches_flax_max_pool_and_its_gradient():
+  x = jax.random.normal(jax.random.key(4), (2, 8, 12, 5))
+  g = jax.random.normal(jax.random.key(5), (2, 4, 6, 5))
+  y, vjp = jax.vjp(lambda a: max_pool(a, (2, 2), strides=(2, 2)), x)
+  y_ref, vjp_ref = jax.vjp(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2)), x)
+  np.testing.assert_array_equal(y, y_ref)
+  np.testing.assert_array_equal(vjp(g)[0], vjp_ref(g)[0])
