@@ -24,7 +24,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from frem_jax import build
@@ -33,6 +32,8 @@ from frem_jax import datasets
 from frem_jax import input_pipeline
 from frem_jax import randomness
 from frem_jax import steps
+from frem_jax import workdir as workdir_lib
+from frem_jax.errors import UserError
 
 
 def _mean_activations(model, variables, split, batch_size: int) -> dict:
@@ -78,8 +79,7 @@ def _get(inter, path):
 
 def measure(workdir: str, which: str = 'best') -> dict:
   """Mean activations at each measurement point for checkpoint `which` of the run in `workdir`."""
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = workdir_lib.read_config(workdir)  # upgraded: runs saved before model.layers load too
   data = datasets.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
   model = build.build_model(config, data.num_classes)
   split = data.splits['validation']
@@ -107,7 +107,11 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   results = []
   for run in args.runs:
-    r = measure(run, args.epoch)
+    try:
+      r = measure(run, args.epoch)
+    except UserError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 1
     print(json.dumps(r), flush=True)
     results.append(r)
   if args.out:
