@@ -13,7 +13,8 @@
 #                  its variants), for tests and a quick look
 #   --source=DIR   the Drosophila data folder (default $FREM_DROSOPHILA_DIR); not for synthetic
 #   --seeds=N      seeds 0..N-1; per seed, in this order: baseline, supervision, frem
-#   --epochs=E     epochs per run (default 60)
+#   --epochs=E     epochs per run (default 60: the pilot, the seed-0 baseline, levels off by epoch 35;
+#                  launch/pilot_curve.py, docs/fidelity.md)
 #   --out=DIR      where the runs and the report go (default study/DATASET)
 #   --python=PY    the Python of the environment with frem_jax (default .venv/bin/python or python3)
 #   --dry-run      print the plan and the commands, run nothing
