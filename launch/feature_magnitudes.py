@@ -14,6 +14,7 @@ checkpoint, so that the choice can be checked against the paper's text:
   skip/se           that stage's output (after SE): what the log calls features/skip_mean
 
 usage: python launch/feature_magnitudes.py RUN_DIR [RUN_DIR ...] [--epoch=best|latest|N] [--out=FILE.json]
+(N: one of the epochs the run keeps a checkpoint of, its best and its latest)
 Prints one JSON object per run (and writes them all to --out).
 """
 
@@ -87,8 +88,12 @@ def measure(workdir: str, which: str = 'best') -> dict:
                                    split.images.shape[1:], config.learning_rate)
   manager = checkpointing.make_manager(workdir)
   try:
-    epoch = {'best': manager.best_step, 'latest': manager.latest_step}.get(which, lambda: int(which))()
-    state, _ = checkpointing.restore(manager, epoch, state)
+    kept = manager.all_steps()
+    epoch = {'best': manager.best_step, 'latest': manager.latest_step}.get(which, lambda: which)()
+    if str(epoch) not in {str(e) for e in kept}:
+      raise UserError(f'--epoch={which}: {workdir} has no such checkpoint; a run keeps its best and its '
+                      f'latest epoch ({", ".join(map(str, sorted(kept))) or "none yet"})')
+    state, _ = checkpointing.restore(manager, int(epoch), state)
   finally:
     manager.close()
   variables = {'params': state.params, 'batch_stats': state.batch_stats}

@@ -13,7 +13,7 @@
 #   --dry-run         print what would run, run nothing
 #   -- ...            the rest goes to python -m frem_jax.search (config overrides)
 #
-# Re-running the same command continues the sweep where it stopped (see README, "TPE search").
+# Re-running the same command continues the sweep where it stopped (see docs/search.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -6,7 +6,7 @@
 # usage: launch/reproduce.sh DATASET --source=DIR [options] [-- --config.KEY=VALUE ...]
 #
 #   DATASET        mouse or drosophila (configs/DATASET.py and its variants)
-#   --source=DIR   the dataset folder (README, Datasets); for drosophila $FREM_DROSOPHILA_DIR is
+#   --source=DIR   the dataset folder (docs/datasets.md); for drosophila $FREM_DROSOPHILA_DIR is
 #                  used when --source is not given
 #   --out=DIR      where everything goes (default repro/DATASET, or repro/DATASET_quick)
 #   --quick        a smoke run of the whole protocol, NOT the paper's: 8 epochs, widths
@@ -44,7 +44,7 @@ case "$dataset" in
   *) echo "error: DATASET must be mouse or drosophila; got '${dataset}' (see --help)" >&2; exit 2 ;;
 esac
 if [[ -z "$source" && $dataset == drosophila ]]; then source="${FREM_DROSOPHILA_DIR:-}"; fi
-[[ -n "$source" ]] || { echo "error: --source=DIR is required: the $dataset data folder (see README, Datasets)" >&2; exit 2; }
+[[ -n "$source" ]] || { echo "error: --source=DIR is required: the $dataset data folder (see docs/datasets.md)" >&2; exit 2; }
 if [[ $dry_run == 0 && ! -d "$source" ]]; then
   echo "error: --source=$source is not a folder" >&2; exit 2
 fi

@@ -71,3 +71,29 @@ def test_readme_is_a_front_door():
   assert len(readme.splitlines()) <= 250
   for page in re.findall(r'\]\((docs/[^)#]+)', readme):
     assert os.path.isfile(os.path.join(ROOT, page)), page
+
+
+def _anchors(path: str) -> set:
+  """GitHub's anchors of a Markdown file's headings."""
+  with open(path) as f:
+    headings = [l.lstrip('#').strip() for l in f if l.startswith('#')]
+  return {re.sub(r'[^\w\- ]', '', h.lower()).replace(' ', '-') for h in headings}
+
+
+def test_every_relative_link_and_image_of_the_docs_resolves():
+  pages = ['README.md', 'launch/README.md'] + [f'docs/{n}' for n in sorted(os.listdir(os.path.join(ROOT, 'docs')))
+                                               if n.endswith('.md')]
+  broken = []
+  for page in pages:
+    with open(os.path.join(ROOT, page)) as f:
+      text = re.sub(r'```.*?```', '', f.read(), flags=re.S)  # commands, not links
+    for target in re.findall(r'\]\(([^)\s]+)\)', text):
+      if re.match(r'[a-z]+:', target):
+        continue
+      file, _, anchor = target.partition('#')
+      path = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), file)) if file else os.path.join(ROOT, page)
+      if not os.path.exists(path):
+        broken.append(f'{page}: {target}')
+      elif anchor and path.endswith('.md') and anchor not in _anchors(path):
+        broken.append(f'{page}: {target} (no such heading)')
+  assert broken == []

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from frem_jax import train
+from frem_jax.errors import UserError
 from tests.tiny import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +36,9 @@ def test_the_logged_points_are_measured_again_from_a_run_saved_with_the_old_keys
   assert means['deepest/se'] == pytest.approx(logged['features/deepest_mean'], rel=1e-5)
   assert means['skip/se'] == pytest.approx(logged['features/skip_mean'], rel=1e-5)
   assert means['deepest/relu'] > means['deepest/se'] > 0  # the SE block scales by sigmoids < 1
+  for epoch in ('7', 'x'):  # a run keeps its best and latest checkpoints only
+    with pytest.raises(UserError, match=f'--epoch={epoch}: .* has no such checkpoint; a run keeps its best and its latest epoch \\(1\\)'):
+      feature_magnitudes.measure(workdir, epoch)
 
 
 def test_a_folder_without_a_run_is_one_line(tmp_path, capsys):
