@@ -1,5 +1,6 @@
 """Orbax checkpoints of a run: the latest epoch (for resuming) and the best by validation mIoU."""
 
+import logging
 import os
 import threading
 from typing import Optional
@@ -14,6 +15,16 @@ METRIC = 'val_miou'
 # Orbax's asynchronous saves of two managers in one process (search trials running side by side in
 # threads) were seen to lose a checkpoint's metadata file; saves are therefore one at a time.
 _SAVE_LOCK = threading.Lock()
+
+
+class _QuietWithoutNewBest(logging.Filter):
+  """Drops orbax's warning on a save without metrics: by design only a new best carries one (`save`)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return 'Requested `tracked_metric`; did not provide metrics' not in str(record.msg)
+
+
+logging.getLogger('absl').addFilter(_QuietWithoutNewBest())  # orbax logs through absl
 
 
 def make_manager(workdir: str) -> ocp.CheckpointManager:
