@@ -12,6 +12,7 @@ With --out it also draws both curves and marks E.
 """
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -20,11 +21,7 @@ import sys
 
 def best_so_far(values: list) -> list:
   """The running maximum of `values`."""
-  out, best = [], -math.inf
-  for v in values:
-    best = max(best, v)
-    out.append(best)
-  return out
+  return list(itertools.accumulate(values, max))
 
 
 def gains(values: list, fraction: float = 0.2) -> list:
@@ -70,14 +67,14 @@ def read_curve(run_dir: str) -> list:
   return [rows[e] for e in sorted(rows)]
 
 
-def draw(values: list, epoch, out: str, fraction: float, points: float) -> None:
+def draw(values: list, best: list, epoch, out: str, fraction: float, points: float) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   epochs = range(1, len(values) + 1)
   fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
   ax.plot(epochs, [v * 100 for v in values], lw=1, color='0.6', label='validation mIoU')
-  ax.plot(epochs, [v * 100 for v in best_so_far(values)], lw=2, color='C0', label='best so far')
+  ax.plot(epochs, [v * 100 for v in best], lw=2, color='C0', label='best so far')
   if epoch is not None:
     ax.axvline(epoch, color='C3', ls='--', lw=1,
                label=f'levels off at epoch {epoch} (< {points:g} points over the last {fraction:.0%})')
@@ -100,11 +97,12 @@ def main():
   if not 0 < args.fraction < 1:
     sys.exit(f'error: --fraction={args.fraction} must be between 0 and 1')
   values = read_curve(args.run_dir)
+  best = best_so_far(values)
   epoch = levelled_off_at(values, args.fraction, args.points)
   if args.out:
-    draw(values, epoch, args.out, args.fraction, args.points)
+    draw(values, best, epoch, args.out, args.fraction, args.points)
   print(json.dumps({'epochs': len(values), 'levelled_off_at': epoch, 'fraction': args.fraction,
-                    'points': args.points, 'val_miou': values, 'best_so_far': best_so_far(values)}))
+                    'points': args.points, 'val_miou': values, 'best_so_far': best}))
 
 
 if __name__ == '__main__':
