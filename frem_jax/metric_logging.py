@@ -17,11 +17,11 @@ class MetricLogger:
     self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def truncate_after(self, epoch: int) -> None:
-    """Drops log lines of epochs after `epoch`, which a resumed run will redo."""
+    """Drops log lines of epochs after `epoch`, which a resumed run will redo, and a line torn by a kill."""
     if not os.path.exists(self._path):
       return
     with open(self._path) as f:
-      lines = [l for l in f if l.strip() and json.loads(l).get('epoch', 0) <= epoch]
+      lines = [l for l in f if _epoch(l) is not None and _epoch(l) <= epoch]
     files.write_text_atomic(self._path, ''.join(lines))
 
   def write(self, epoch: int, scalars: dict) -> None:
@@ -35,3 +35,11 @@ class MetricLogger:
 
   def close(self) -> None:
     self._tb.close()
+
+
+def _epoch(line: str):
+  """The epoch of a whole log line; None for a blank or torn one."""
+  try:
+    return json.loads(line).get('epoch', 0)
+  except ValueError:
+    return None

@@ -102,10 +102,9 @@ def test_second_train_is_refused_and_a_killed_holder_leaves_no_stale_lock(tmp_pa
   args = [f'--config={config_file(tmp_path, 3)}', f'--workdir={workdir}']
   first = start(tmp_path, 'frem_jax.train', *args)
   try:
-    # Caught after its first checkpoint, with the lock held: epoch 1's log line is written after
-    # its checkpoint (the file itself exists from the start, so its existence is not enough).
-    stop_once(first, lambda: os.path.exists(workdir / 'metrics.jsonl')
-              and os.path.getsize(workdir / 'metrics.jsonl') > 0 and holds(workdir, first.pid))
+    # Caught after its first checkpoint, with the lock held: orbax renames a finished checkpoint
+    # into place, so the folder `1` is a whole one.
+    stop_once(first, lambda: os.path.isdir(workdir / 'checkpoints' / '1') and holds(workdir, first.pid))
     before = snapshot(workdir)
     second = run('frem_jax.train', *args)
     assert_refused(second, workdir, first.pid)

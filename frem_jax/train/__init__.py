@@ -215,13 +215,15 @@ def end_epoch(config: ml_collections.ConfigDict, data: input_pipeline.Dataset, r
     val_miou = scalars['val/miou'] if scalars['val/miou'] is not None else 0.0
   improved = val_miou is not None and val_miou > run.best_miou
   run.best_miou = max(run.best_miou, val_miou) if val_miou is not None else run.best_miou
+  # The line goes first: a run killed between the two resumes from its previous checkpoint and
+  # truncates the log there, whereas a checkpoint without its line would leave a gap in the log.
+  run.logger.write(epoch, scalars)
   if improved or epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
     # Only a new best carries the metric: orbax's best checkpoint is the latest of tied metrics,
     # and ours is the earliest epoch with the highest validation mIoU.
     checkpointing.save(run.manager, epoch, state,
                        {'epoch': epoch, 'train_seconds': run.train_seconds,
                         'best_val_miou': run.best_miou}, val_miou if improved else None)
-  run.logger.write(epoch, scalars)
   return scalars
 
 
