@@ -99,6 +99,8 @@ def quiet_library_logs() -> None:
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   from frem_jax import datasets  # pylint: disable=g-import-not-at-top
   absl_logging.get_absl_handler().addFilter(_OwnInfoOnly())
+  # Outside absl's app.run (scripts with argparse) absl's records reach Python's own handlers.
+  logging.getLogger('absl').addFilter(_OwnInfoOnly())
   datasets.show_tfds_progress(False)
 
 

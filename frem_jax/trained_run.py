@@ -85,6 +85,34 @@ def load(workdir: str) -> TrainedRun:
                     image_size, len(mean), apply)
 
 
+def restore_epoch(workdir: str, which: str = 'best'):
+  """The run in `workdir` at checkpoint `which` ('best', 'latest' or an epoch it keeps), with its data.
+
+  For measuring a run (launch/feature_magnitudes.py, launch/frem_gap.py) rather than segmenting
+  with it: the data is loaded as training loaded it. UserError (one line) for an epoch not kept.
+
+  Returns:
+    (config, data, model, state, epoch): the run's config, its `input_pipeline.Dataset`, the model,
+    the `steps.TrainState` of that checkpoint and its epoch.
+  """
+  config = workdir_lib.read_config(workdir)  # upgraded: runs saved before model.layers load too
+  data = datasets.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
+  model = build_model(config, data.num_classes)
+  state = steps.create_train_state(model, randomness.run_key(0), data.splits['validation'].images.shape[1:],
+                                   config.learning_rate)
+  manager = checkpointing.make_manager(workdir)
+  try:
+    kept = manager.all_steps()
+    epoch = {'best': manager.best_step, 'latest': manager.latest_step}.get(which, lambda: which)()
+    if str(epoch) not in {str(e) for e in kept}:
+      raise UserError(f'--epoch={which}: {workdir} has no such checkpoint; a run keeps its best and its '
+                      f'latest epoch ({", ".join(map(str, sorted(kept))) or "none yet"})')
+    state, _ = checkpointing.restore(manager, int(epoch), state)
+  finally:
+    manager.close()
+  return config, data, model, state, int(epoch)
+
+
 def _read_json(path: str) -> dict:
   try:
     with open(path) as f:

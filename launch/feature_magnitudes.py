@@ -27,13 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from frem_jax import build
-from frem_jax import checkpointing
-from frem_jax import datasets
+from frem_jax import cli
 from frem_jax import input_pipeline
-from frem_jax import randomness
-from frem_jax import steps
-from frem_jax import workdir as workdir_lib
+from frem_jax import trained_run
 from frem_jax.errors import UserError
 
 
@@ -80,25 +76,11 @@ def _get(inter, path):
 
 def measure(workdir: str, which: str = 'best') -> dict:
   """Mean activations at each measurement point for checkpoint `which` of the run in `workdir`."""
-  config = workdir_lib.read_config(workdir)  # upgraded: runs saved before model.layers load too
-  data = datasets.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
-  model = build.build_model(config, data.num_classes)
+  config, data, model, state, epoch = trained_run.restore_epoch(workdir, which)
   split = data.splits['validation']
-  state = steps.create_train_state(model, jax.random.key(0, impl=randomness.PRNG_IMPL),
-                                   split.images.shape[1:], config.learning_rate)
-  manager = checkpointing.make_manager(workdir)
-  try:
-    kept = manager.all_steps()
-    epoch = {'best': manager.best_step, 'latest': manager.latest_step}.get(which, lambda: which)()
-    if str(epoch) not in {str(e) for e in kept}:
-      raise UserError(f'--epoch={which}: {workdir} has no such checkpoint; a run keeps its best and its '
-                      f'latest epoch ({", ".join(map(str, sorted(kept))) or "none yet"})')
-    state, _ = checkpointing.restore(manager, int(epoch), state)
-  finally:
-    manager.close()
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   means = _mean_activations(model, variables, split, config.eval_batch_size)
-  return {'workdir': workdir, 'epoch': int(epoch), 'seed': int(config.seed),
+  return {'workdir': workdir, 'epoch': epoch, 'seed': int(config.seed),
           'frem': bool(config.frem.enabled), 'supervision': bool(config.supervision.enabled),
           'features': list(config.model.features), 'mean_activation': means,
           'deepest_over_skip': {p: means[f'deepest/{p}'] / means[f'skip/{p}'] for p in ('relu', 'se')}}
@@ -110,6 +92,7 @@ def main(argv=None) -> int:
   parser.add_argument('--epoch', default='best', help="'best', 'latest' or an epoch number")
   parser.add_argument('--out', default='')
   args = parser.parse_args(argv)
+  cli.begin([parser.prog], positional=True)  # as every command: malloc tuned, the libraries quiet
   results = []
   for run in args.runs:
     try:

@@ -1,0 +1,113 @@
+"""Where a FREM run loses at test: validation mIoU of one checkpoint with FREM off, on, and with re-estimated statistics.
+
+FREM multiplies B (`frem.num_selected`) channels of the deepest stage by X (`frem.factor`) in
+training and is the identity at test (Sec. 3). The layers after it see X-times larger inputs in
+every training step, and their batch-renorm running statistics (the ones used at test) are
+estimated from those inputs. This script separates what that costs at one checkpoint, on the
+validation split:
+
+  frem_off               FREM off, as the run is tested (equals the log's val/miou of that epoch)
+  frem_on_own_channels   FREM on with the channels the checkpoint's own epoch trained with
+  frem_on_test_channels  FREM on with the channels Table 1 uses at test (epoch 0's key)
+  frem_off_restats       FREM off, after re-estimating every running statistic on the training
+                         split with FREM off (--passes passes of training-mode forward steps;
+                         the weights stay as trained). Not part of the paper's method: a
+                         diagnostic of how much of the gap lives in the statistics.
+
+usage: python launch/frem_gap.py RUN_DIR [RUN_DIR ...] [--epoch=best|latest|N] [--passes=5] [--out=FILE.json]
+Prints one JSON object per run (and writes them all to --out).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+from frem_jax import epochs as epochs_lib
+from frem_jax import cli
+from frem_jax import input_pipeline
+from frem_jax import metrics
+from frem_jax import parallel
+from frem_jax import randomness
+from frem_jax import train
+from frem_jax import trained_run
+from frem_jax import workdir as workdir_lib
+from frem_jax.errors import UserError
+
+
+def reestimate_running_stats(model, state, images: np.ndarray, batch_size: int, seed: int, passes: int):
+  """`state` with its running statistics re-estimated by `passes` passes of FREM-off training-mode forward steps."""
+
+  @jax.jit
+  def forward(variables, batch):
+    _, updated = model.apply(variables, batch, train=True, enhancement=None, mutable=['batch_stats'])
+    return updated['batch_stats']
+
+  batch_stats = state.batch_stats
+  for p in range(passes):
+    order = input_pipeline.epoch_order(len(images), seed, p)
+    for start in range(0, len(images) - batch_size + 1, batch_size):
+      batch_stats = forward({'params': state.params, 'batch_stats': batch_stats},
+                            images[order[start:start + batch_size]])
+  return state.replace(batch_stats=batch_stats)
+
+
+def measure(workdir: str, which: str = 'best', passes: int = 5) -> dict:
+  """The four validation mIoUs of checkpoint `which` of the FREM run in `workdir` (module docstring)."""
+  if not workdir_lib.read_config(workdir).frem.enabled:
+    raise UserError(f'{workdir} is not a FREM run (frem.enabled=False): there is no gap to measure')
+  config, data, model, state, epoch = trained_run.restore_epoch(workdir, which)
+  mesh = parallel.make_mesh(jax.local_devices()[:1])
+  hparams = train.hyperparams(config)
+  off = epochs_lib.jit_eval_step(data.num_classes, mesh)
+  on = epochs_lib.jit_eval_step(data.num_classes, mesh, frem_at_test=True)
+  split = data.splits['validation']
+
+  def miou(fn, state_, key_epoch):
+    key = randomness.frem_epoch_key(config.seed, key_epoch, config.frem.mode)
+    sums = train.evaluate(fn, state_, split, config.eval_batch_size, hparams, key)
+    return metrics.summarize(sums['confusion'], data.class_names)['miou']
+
+  restated = reestimate_running_stats(model, state, data.splits['train'].images, config.batch_size,
+                                      config.seed, passes)
+  return {'workdir': workdir, 'epoch': epoch, 'seed': int(config.seed),
+          'num_selected': int(config.frem.num_selected), 'factor': float(config.frem.factor),
+          'passes': passes,
+          'val_miou': {'frem_off': miou(off, state, epoch),
+                       'frem_on_own_channels': miou(on, state, epoch),
+                       'frem_on_test_channels': miou(on, state, 0),
+                       'frem_off_restats': miou(off, restated, epoch)}}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('runs', nargs='+')
+  parser.add_argument('--epoch', default='best', help="'best', 'latest' or an epoch number")
+  parser.add_argument('--passes', type=int, default=5, help='passes over the training split to re-estimate statistics')
+  parser.add_argument('--out', default='')
+  args = parser.parse_args(argv)
+  cli.begin([parser.prog], positional=True)  # as every command: malloc tuned, the libraries quiet
+  if args.passes < 0:
+    print(f'error: --passes={args.passes} must be >= 0', file=sys.stderr)
+    return 1
+  results = []
+  for run in args.runs:
+    try:
+      r = measure(run, args.epoch, args.passes)
+    except UserError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 1
+    print(json.dumps(r), flush=True)
+    results.append(r)
+  if args.out:
+    with open(args.out + '.tmp', 'w') as f:
+      json.dump(results, f, indent=1)
+    os.replace(args.out + '.tmp', args.out)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
