@@ -13,6 +13,7 @@ validation split:
                          split with FREM off (--passes passes of training-mode forward steps;
                          the weights stay as trained). Not part of the paper's method: a
                          diagnostic of how much of the gap lives in the statistics.
+A run without FREM (the baseline, as a control) gets frem_off and frem_off_restats only.
 
 usage: python launch/frem_gap.py RUN_DIR [RUN_DIR ...] [--epoch=best|latest|N] [--passes=5] [--out=FILE.json]
 Prints one JSON object per run (and writes them all to --out).
@@ -34,7 +35,6 @@ from frem_jax import parallel
 from frem_jax import randomness
 from frem_jax import train
 from frem_jax import trained_run
-from frem_jax import workdir as workdir_lib
 from frem_jax.errors import UserError
 
 
@@ -56,9 +56,7 @@ def reestimate_running_stats(model, state, images: np.ndarray, batch_size: int, 
 
 
 def measure(workdir: str, which: str = 'best', passes: int = 5) -> dict:
-  """The four validation mIoUs of checkpoint `which` of the FREM run in `workdir` (module docstring)."""
-  if not workdir_lib.read_config(workdir).frem.enabled:
-    raise UserError(f'{workdir} is not a FREM run (frem.enabled=False): there is no gap to measure')
+  """The validation mIoUs of checkpoint `which` of the run in `workdir` (module docstring)."""
   config, data, model, state, epoch = trained_run.restore_epoch(workdir, which)
   mesh = parallel.make_mesh(jax.local_devices()[:1])
   hparams = train.hyperparams(config)
@@ -76,14 +74,15 @@ def measure(workdir: str, which: str = 'best', passes: int = 5) -> dict:
   return {'workdir': workdir, 'epoch': epoch, 'seed': int(config.seed),
           'num_selected': int(config.frem.num_selected), 'factor': float(config.frem.factor),
           'passes': passes,
+          'frem': bool(config.frem.enabled),
           'val_miou': {'frem_off': miou(off, state, epoch),
-                       'frem_on_own_channels': miou(on, state, epoch),
-                       'frem_on_test_channels': miou(on, state, 0),
+                       'frem_on_own_channels': miou(on, state, epoch) if config.frem.enabled else None,
+                       'frem_on_test_channels': miou(on, state, 0) if config.frem.enabled else None,
                        'frem_off_restats': miou(off, restated, epoch)}}
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description=__doc__.split('\n\n')[0])
   parser.add_argument('runs', nargs='+')
   parser.add_argument('--epoch', default='best', help="'best', 'latest' or an epoch number")
   parser.add_argument('--passes', type=int, default=5, help='passes over the training split to re-estimate statistics')

@@ -1,5 +1,6 @@
 """launch/feature_magnitudes.py and launch/frem_gap.py: measurements from a run's checkpoint, equal to what training logged."""
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -77,14 +78,10 @@ def test_the_gap_measures_the_run_as_it_was_tested_and_as_it_was_trained(frem_ru
   assert restated['frem_off_restats'] != gap['frem_off']
 
 
-def test_the_gap_of_a_run_without_frem_is_one_line(frem_run, tmp_path, capsys):
-  workdir = str(tmp_path / 'baseline')
-  os.makedirs(workdir)
-  with open(os.path.join(frem_run[0], 'config.json')) as f:
-    config = json.load(f)
-  config['frem']['enabled'] = False
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    json.dump(config, f)
-  assert frem_gap.main([workdir, '--passes=0']) == 1
-  err = capsys.readouterr().err
-  assert err.strip() == f'error: {workdir} is not a FREM run (frem.enabled=False): there is no gap to measure'
+@pytest.mark.parametrize('passes', ['-1', 'x'])
+def test_bad_passes_are_one_line(frem_run, passes, capsys):
+  with pytest.raises(SystemExit) if passes == 'x' else contextlib.nullcontext():
+    assert frem_gap.main([frem_run[0], f'--passes={passes}']) == 1
+  err = capsys.readouterr().err.strip()
+  assert err.splitlines()[-1] == (f'error: --passes={passes} must be >= 0' if passes == '-1'
+                                  else f"frem_gap.py: error: argument --passes: invalid int value: '{passes}'")
