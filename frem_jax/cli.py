@@ -87,6 +87,9 @@ class _OwnInfoOnly(logging.Filter):
     return record.levelno >= logging.WARNING and not any(w in str(record.msg) for w in _EXPECTED_WARNINGS)
 
 
+_OWN_INFO_ONLY = _OwnInfoOnly()
+
+
 def quiet_library_logs() -> None:
   """Keeps the libraries' chatter out of the output, unless --verbosity (or -v) is given.
 
@@ -98,9 +101,9 @@ def quiet_library_logs() -> None:
     return
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   from frem_jax import datasets  # pylint: disable=g-import-not-at-top
-  absl_logging.get_absl_handler().addFilter(_OwnInfoOnly())
+  absl_logging.get_absl_handler().addFilter(_OWN_INFO_ONLY)  # one instance: a second call adds nothing
   # Outside absl's app.run (scripts with argparse) absl's records reach Python's own handlers.
-  logging.getLogger('absl').addFilter(_OwnInfoOnly())
+  logging.getLogger('absl').addFilter(_OWN_INFO_ONLY)
   datasets.show_tfds_progress(False)
 
 

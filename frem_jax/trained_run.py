@@ -1,4 +1,4 @@
-"""A finished training run loaded for inference: its config, best checkpoint and normalisation."""
+"""A training run loaded back: the best checkpoint of a finished run for inference, or any kept checkpoint to measure."""
 
 import dataclasses
 import json
@@ -89,7 +89,8 @@ def restore_epoch(workdir: str, which: str = 'best'):
   """The run in `workdir` at checkpoint `which` ('best', 'latest' or an epoch it keeps), with its data.
 
   For measuring a run (launch/feature_magnitudes.py, launch/frem_gap.py) rather than segmenting
-  with it: the data is loaded as training loaded it. UserError (one line) for an epoch not kept.
+  with it: the data is loaded as training loaded it. UserError (one line) for an epoch not kept, or
+  for a checkpoint that does not fit the run's config.
 
   Returns:
     (config, data, model, state, epoch): the run's config, its `input_pipeline.Dataset`, the model,
@@ -105,8 +106,9 @@ def restore_epoch(workdir: str, which: str = 'best'):
     kept = manager.all_steps()
     epoch = {'best': manager.best_step, 'latest': manager.latest_step}.get(which, lambda: which)()
     if str(epoch) not in {str(e) for e in kept}:
-      raise UserError(f'--epoch={which}: {workdir} has no such checkpoint; a run keeps its best and its '
+      raise UserError(f'epoch {which}: {workdir} has no such checkpoint; a run keeps its best and its '
                       f'latest epoch ({", ".join(map(str, sorted(kept))) or "none yet"})')
+    _check_stored_shapes(state, checkpointing.stored_shapes(workdir, int(epoch)), workdir, int(epoch))
     state, _ = checkpointing.restore(manager, int(epoch), state)
   finally:
     manager.close()

@@ -20,7 +20,6 @@ Prints one JSON object per run (and writes them all to --out).
 
 import argparse
 import json
-import os
 import sys
 
 import jax
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from frem_jax import cli
+from frem_jax import files
 from frem_jax import input_pipeline
 from frem_jax import trained_run
 from frem_jax.errors import UserError
@@ -103,9 +103,7 @@ def main(argv=None) -> int:
     print(json.dumps(r), flush=True)
     results.append(r)
   if args.out:
-    with open(args.out + '.tmp', 'w') as f:
-      json.dump(results, f, indent=1)
-    os.replace(args.out + '.tmp', args.out)
+    files.write_json_atomic(args.out, results)
   return 0
 
 
