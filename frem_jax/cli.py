@@ -7,6 +7,7 @@ through `user_errors_exit()`.
 """
 
 import contextlib
+import json
 import logging
 import re
 import sys
@@ -130,3 +131,22 @@ def begin(argv: list[str], positional: bool = False) -> list[str]:
   malloc.tune_malloc_for_cpu()
   quiet_library_logs()
   return list(argv[1:])
+
+
+def measure_each(runs: list, measure, out: str = '') -> int:
+  """What a measuring script does with its runs: `measure(run)` for each, one JSON line per run,
+  all of them to `out` (if given, atomically); a UserError ends it with one line. Returns the exit status."""
+  from frem_jax import files  # pylint: disable=g-import-not-at-top
+  from frem_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  results = []
+  for run in runs:
+    try:
+      result = measure(run)
+    except UserError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 1
+    print(json.dumps(result), flush=True)
+    results.append(result)
+  if out:
+    files.write_json_atomic(out, results)
+  return 0

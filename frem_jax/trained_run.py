@@ -99,8 +99,7 @@ def restore_epoch(workdir: str, which: str = 'best'):
   config = workdir_lib.read_config(workdir)  # upgraded: runs saved before model.layers load too
   data = datasets.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
   model = build_model(config, data.num_classes)
-  state = steps.create_train_state(model, randomness.run_key(0), data.splits['validation'].images.shape[1:],
-                                   config.learning_rate)
+  state = _template(config, model, data.splits['validation'].images.shape[1:])
   manager = checkpointing.make_manager(workdir)
   try:
     kept = manager.all_steps()
@@ -137,12 +136,7 @@ def _read_results(workdir: str) -> dict:
 
 def _restore_best(workdir: str, config: ml_collections.ConfigDict, model, image_shape: tuple,
                   no_checkpoint: str) -> dict:
-  # Shapes only: evaluating the initialiser abstractly compiles nothing (seconds per load).
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  template = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      jax.eval_shape(lambda: steps.create_train_state(model, randomness.run_key(config.seed), image_shape,
-                                                      config.learning_rate)))
+  template = _template(config, model, image_shape)
   manager = checkpointing.make_manager(workdir)
   try:
     step = manager.best_step()
@@ -160,6 +154,16 @@ def _restore_best(workdir: str, config: ml_collections.ConfigDict, model, image_
   finally:
     manager.close()
   return {'params': state.params, 'batch_stats': state.batch_stats}
+
+
+def _template(config: ml_collections.ConfigDict, model, image_shape: tuple) -> steps.TrainState:
+  """The run's `TrainState` as shapes on the first local device, to restore a checkpoint into."""
+  # Shapes only: evaluating the initialiser abstractly compiles nothing (seconds per load).
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      jax.eval_shape(lambda: steps.create_train_state(model, randomness.run_key(config.seed), image_shape,
+                                                      config.learning_rate)))
 
 
 def _check_stored_shapes(template, stored: dict, workdir: str, step: int) -> None:

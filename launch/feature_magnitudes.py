@@ -19,7 +19,6 @@ Prints one JSON object per run (and writes them all to --out).
 """
 
 import argparse
-import json
 import sys
 
 import jax
@@ -27,10 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from frem_jax import cli
-from frem_jax import files
 from frem_jax import input_pipeline
 from frem_jax import trained_run
-from frem_jax.errors import UserError
 
 
 def _mean_activations(model, variables, split, batch_size: int) -> dict:
@@ -93,18 +90,7 @@ def main(argv=None) -> int:
   parser.add_argument('--out', default='')
   args = parser.parse_args(argv)
   cli.begin([parser.prog], positional=True)  # as every command: malloc tuned, the libraries quiet
-  results = []
-  for run in args.runs:
-    try:
-      r = measure(run, args.epoch)
-    except UserError as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 1
-    print(json.dumps(r), flush=True)
-    results.append(r)
-  if args.out:
-    files.write_json_atomic(args.out, results)
-  return 0
+  return cli.measure_each(args.runs, lambda run: measure(run, args.epoch), args.out)
 
 
 if __name__ == '__main__':

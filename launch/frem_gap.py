@@ -24,7 +24,6 @@ Prints one JSON object per run (and writes them all to --out).
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -33,14 +32,12 @@ import numpy as np
 
 from frem_jax import cli
 from frem_jax import epochs as epochs_lib
-from frem_jax import files
 from frem_jax import input_pipeline
 from frem_jax import metrics
 from frem_jax import parallel
 from frem_jax import randomness
 from frem_jax import train
 from frem_jax import trained_run
-from frem_jax.errors import UserError
 
 
 def reestimate_running_stats(model, state, images: np.ndarray, batch_size: int, seed: int, passes: int):
@@ -98,18 +95,7 @@ def main(argv=None) -> int:
   if not args.passes.isdigit():
     print(f'error: --passes={args.passes} must be an integer >= 0', file=sys.stderr)
     return 1
-  results = []
-  for run in args.runs:
-    try:
-      r = measure(run, args.epoch, int(args.passes))
-    except UserError as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 1
-    print(json.dumps(r), flush=True)
-    results.append(r)
-  if args.out:
-    files.write_json_atomic(args.out, results)
-  return 0
+  return cli.measure_each(args.runs, lambda run: measure(run, args.epoch, int(args.passes)), args.out)
 
 
 if __name__ == '__main__':
