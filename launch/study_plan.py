@@ -7,13 +7,15 @@ Standard library only (it runs before and beside the training processes):
 
 Seconds per epoch are measured from the runs already in OUT: a finished run's results.json
 (train_seconds / epochs_completed), a partial run's latest checkpoint (its meta: train_seconds at
-that epoch). Without any, DEFAULT_SECONDS_PER_EPOCH (0: unknown) is used and DEFAULT_NOTE says
-where it comes from.
+that epoch). The estimate is the median of the runs' rates, because a run trained while the machine
+was shared (or paused) is several times slower and would dominate a mean. Without any,
+DEFAULT_SECONDS_PER_EPOCH (0: unknown) is used and DEFAULT_NOTE says where it comes from.
 """
 
 import glob
 import json
 import os
+import statistics
 import sys
 
 
@@ -40,12 +42,11 @@ def progress(run_dir: str) -> tuple[int, float | None, bool, int | None]:
 
 def estimate(out: str, epochs: int, seeds: int, methods: list, default_spe: float, default_note: str) -> str:
   runs = [os.path.join(out, f'seed{s}', m) for s in range(seeds) for m in methods]
-  remaining, to_train, seconds, measured_epochs = 0, 0, 0.0, 0
+  remaining, to_train, rates = 0, 0, []
   for run in runs:
     done, train_seconds, finished, completed = progress(run)
     if train_seconds is not None and done > 0:
-      seconds += float(train_seconds)
-      measured_epochs += done
+      rates.append(float(train_seconds) / done)
     if finished and completed == epochs:
       continue
     # A finished run trained for more epochs than asked is not shortened (train resumes from its
@@ -55,9 +56,10 @@ def estimate(out: str, epochs: int, seeds: int, methods: list, default_spe: floa
     to_train += 1
   lines = [f'{len(runs)} runs ({seeds} seeds × {len(methods)} methods, {epochs} epochs each): '
            f'{len(runs) - to_train} finished, {to_train} to run, {remaining} epochs still to train']
-  if measured_epochs:
-    spe = seconds / measured_epochs
-    source = f'measured over {measured_epochs} epochs already trained in {out}'
+  if rates:
+    spe = statistics.median(rates)
+    source = (f'median over {len(rates)} runs already in {out}, '
+              f'{min(rates):.0f}–{max(rates):.0f} s/epoch')
   else:
     spe, source = default_spe, default_note
   if spe > 0:
