@@ -7,8 +7,9 @@ Standard library only (it runs before and beside the training processes):
 
 Seconds per epoch are measured from the runs already in OUT: a finished run's results.json
 (train_seconds / epochs_completed), a partial run's latest checkpoint (its meta: train_seconds at
-that epoch). The estimate is the median of the runs' rates, because a run trained while the machine
-was shared (or paused) is several times slower and would dominate a mean. Without any,
+that epoch). The estimate is the median of the runs' rates (each run counts once, however many
+epochs it has), because a run trained while the machine was shared (or paused) is several times
+slower and would dominate a mean. Without any,
 DEFAULT_SECONDS_PER_EPOCH (0: unknown) is used and DEFAULT_NOTE says where it comes from.
 """
 
@@ -56,7 +57,9 @@ def estimate(out: str, epochs: int, seeds: int, methods: list, default_spe: floa
     to_train += 1
   lines = [f'{len(runs)} runs ({seeds} seeds × {len(methods)} methods, {epochs} epochs each): '
            f'{len(runs) - to_train} finished, {to_train} to run, {remaining} epochs still to train']
-  if rates:
+  if len(rates) == 1:
+    spe, source = rates[0], f'measured on the run already in {out}'
+  elif rates:
     spe = statistics.median(rates)
     source = (f'median over {len(rates)} runs already in {out}, '
               f'{min(rates):.0f}–{max(rates):.0f} s/epoch')

@@ -166,7 +166,7 @@ def test_study_skips_finished_runs_and_measures_seconds_per_epoch(tmp_path):
   (out / 'seed0' / 'baseline' / 'results.json').write_text('{"epochs_completed": 60, "train_seconds": 600.0}')
   meta = out / 'seed0' / 'supervision' / 'checkpoints' / '20' / 'meta'
   meta.mkdir(parents=True)
-  (meta / 'metadata').write_text('{"epoch": 20, "train_seconds": 200.0, "best_val_miou": 0.5}')
+  (meta / 'metadata').write_text('{"epoch": 20, "train_seconds": 400.0, "best_val_miou": 0.5}')
   # A run trained while the machine was shared: 10× slower, it must not drag the estimate.
   shared = out / 'seed1' / 'baseline' / 'checkpoints' / '5' / 'meta'
   shared.mkdir(parents=True)
@@ -176,14 +176,25 @@ def test_study_skips_finished_runs_and_measures_seconds_per_epoch(tmp_path):
   assert '# seed 0, baseline: finished (60 epochs), skipped' in proc.stdout
   cmds = commands(proc)
   assert len(cmds) == 6 and f'--workdir={out}/seed0/supervision' in cmds[0]
-  # 5 runs left: 40 + 60 + 55 + 60 + 60 = 275 epochs; rates 10, 10 and 100 s/epoch, median 10
-  # -> 0.76 h (their mean over the epochs, 1300 s / 85, would say 1.2 h).
+  # 5 runs left: 40 + 60 + 55 + 60 + 60 = 275 epochs; rates 10, 20 and 100 s/epoch, median 20
+  # -> 1.53 h (their mean over the epochs, 1500 s / 85, would say 1.3 h; the fastest, 0.8 h).
   assert '1 finished, 5 to run, 275 epochs still to train' in proc.stdout
-  assert f'# 10 s/epoch (median over 3 runs already in {out}, 10–100 s/epoch): about 0.8 h' in proc.stdout
+  assert f'# 20 s/epoch (median over 3 runs already in {out}, 10–100 s/epoch): about 1.5 h' in proc.stdout
   # Asked for more epochs, the finished run is trained on (train resumes it).
   more = launch('study.sh', 'drosophila', '--seeds=1', '--epochs=70', '--dry-run', '--source=DATA', f'--out={out}')
   assert f'--workdir={out}/seed0/baseline' in commands(more)[0]
   assert '130 epochs still to train' in more.stdout  # 10 + 50 + 70 (seed 1 is not asked for)
+
+
+def test_study_estimate_from_one_run_names_it_once(tmp_path):
+  meta = tmp_path / 'seed0' / 'baseline' / 'checkpoints' / '3' / 'meta'
+  meta.mkdir(parents=True)
+  (meta / 'metadata').write_text('{"epoch": 3, "train_seconds": 120.0, "best_val_miou": 0.5}')
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', 'study_plan.py'), 'estimate', str(tmp_path),
+                         '60', '1', 'baseline', '43', 'documented'], capture_output=True, text=True, check=True)
+  # 57 epochs at 40 s/epoch = 0.63 h; one run has no median and no range.
+  assert proc.stdout.splitlines()[1] == (f'40 s/epoch (measured on the run already in {tmp_path}): about 0.6 h '
+                                         "of training (plus each run's compile and test evaluation)")
 
 
 @pytest.mark.parametrize('args,message', [
