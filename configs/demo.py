@@ -1,4 +1,4 @@
-"""Demo: FREM on the embedded synthetic cell images at 64², narrow widths, a few minutes on a CPU.
+"""Demo: FREM on the embedded synthetic cell images at 64², narrow widths, about 75 s of training on 2 CPU cores.
 
   --config=configs/demo.py              U-Net+SE with FREM (B=40, X=632)
   --config=configs/demo.py:baseline     U-Net+SE
@@ -31,4 +31,5 @@ def get_config(variant: str = 'frem'):
     config.frem.enabled = False
   if variant == 'supervision':
     config.supervision.enabled = True
+    config.search.space = 'supervision'  # python -m frem_jax.search then searches λ, as in the paper's configs
   return config

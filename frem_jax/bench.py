@@ -29,12 +29,13 @@ def main(argv):
   with cli.user_errors_exit():
     if FLAGS.steps < 5:
       raise UserError(f'--steps={FLAGS.steps}: medians need at least 5 timed steps')
+    batch_sizes = cli.positive_ints('batch_sizes', FLAGS.batch_sizes, 'batch sizes')
+    infer_batch_sizes = cli.positive_ints('infer_batch_sizes', FLAGS.infer_batch_sizes, 'batch sizes')
     config = cli.config_from_flag('config')
     validate_config(config)
     model = build_model(config, len(datasets.class_names(config.dataset)))
     result = benchmark.run_benchmark(
-        model, config.dataset.image_size, [int(b) for b in FLAGS.batch_sizes],
-        [int(b) for b in FLAGS.infer_batch_sizes], FLAGS.steps, FLAGS.warmup, FLAGS.in_channels,
+        model, config.dataset.image_size, batch_sizes, infer_batch_sizes, FLAGS.steps, FLAGS.warmup, FLAGS.in_channels,
         config.frem.num_selected, config.frem.factor)
   result['layers'] = config.model.layers
   result['malloc_tuned'] = malloc.is_tuned()

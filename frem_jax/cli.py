@@ -16,6 +16,8 @@ from absl import flags
 
 from frem_jax.cpu import malloc
 
+flags.disclaim_key_flags()  # the flags this module defines belong to the entry point that asks for them
+
 
 def _one_line(error: BaseException) -> str:
   if isinstance(error, SyntaxError):
@@ -68,8 +70,12 @@ def define_config_flag(required: bool = True, default: str = None) -> None:
   one of them defines no flag.
   """
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file('config', default, 'Experiment config file (configs/*.py).',
+  config_flags.DEFINE_config_file('config', default, 'Experiment config file (configs/*.py); '
+                                  'override any key with --config.KEY=VALUE (docs/config.md).',
                                   lock_config=True)
+  # A key flag of the entry point that called us, so that its --help lists it (absl skips this
+  # module, which is disclaimed below, when it looks for the caller).
+  flags.declare_key_flag('config')
   if required and default is None:
     flags.mark_flag_as_required('config')
 
@@ -106,6 +112,18 @@ def quiet_library_logs() -> None:
   # Outside absl's app.run (scripts with argparse) absl's records reach Python's own handlers.
   logging.getLogger('absl').addFilter(_OWN_INFO_ONLY)
   datasets.show_tfds_progress(False)
+
+
+def positive_ints(flag: str, values: list, what: str = 'sizes') -> list[int]:
+  """The integers of a comma-list flag's `values`, or a UserError naming the flag (e.g. `--batch_sizes=4,x`)."""
+  from frem_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    ints = [int(v) for v in values]
+  except ValueError:
+    ints = []
+  if not ints or min(ints) < 1:
+    raise UserError(f'--{flag}={",".join(values)}: {what} must be integers >= 1')
+  return ints
 
 
 @contextlib.contextmanager

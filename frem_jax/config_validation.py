@@ -52,6 +52,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            'or fewer stages')
   _require(config.dataset.name in DATASETS,
            f'dataset.name={config.dataset.name!r} is not one of {DATASETS}')
+  classes = config.dataset.classes
+  _require(isinstance(classes, (tuple, list)) and all(
+      isinstance(c, (tuple, list)) and len(c) == 2 and _is_int(c[0]) and isinstance(c[1], str) for c in classes),
+           f'dataset.classes={classes!r} must be (mask value, class name) pairs, e.g. '
+           "--config.dataset.classes=\"((0, 'background'), (255, 'membrane'))\"")
 
   b = config.frem.num_selected
   _require(_is_int(b) and 0 <= b <= channels,

@@ -30,7 +30,6 @@ from frem_jax.build import build_model
 from frem_jax.config_validation import validate_config
 from frem_jax.cpu import benchmark
 from frem_jax.cpu import ffi
-from frem_jax.errors import UserError
 from frem_jax.train import population
 
 
@@ -112,12 +111,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   cli.begin(argv)
   with cli.user_errors_exit():
-    try:
-      populations = [int(k) for k in FLAGS.population]
-    except ValueError:
-      populations = []
-    if not populations or min(populations) < 1:
-      raise UserError(f'--population={",".join(FLAGS.population)}: sizes K must be integers >= 1')
+    populations = cli.positive_ints('population', FLAGS.population, 'sizes K')
     config = cli.config_from_flag('config')
     validate_config(config)
     num_classes = len(datasets.class_names(config.dataset))

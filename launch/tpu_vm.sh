@@ -126,15 +126,21 @@ mkdir -p frem_jax && tar -xzf frem_jax.tar.gz -C frem_jax && cd frem_jax && pyth
     [[ ${#overrides[@]} -gt 0 ]] || extra=
     on_vm "mkdir -p \$HOME/sweeps/$sweep && cd \$HOME/frem_jax && nohup .venv/bin/python -m frem_jax.search \
 --config=$config --workdir=\$HOME/sweeps/$sweep$extra >> \$HOME/sweeps/$sweep/search.log 2>&1 < /dev/null &"
-    echo "# started; watch it with: launch/tpu_vm.sh status --zone=$zone --config=$config"
+    echo "# started; watch it with: launch/tpu_vm.sh status${project:+ --project=$project} --zone=$zone --config=$config"
     ;;
   status)
     on_vm "tail -n 5 \$HOME/sweeps/$sweep/search.log; python3 -c \"import json; t = json.load(open('\$HOME/sweeps/$sweep/trials.json'))['trials']; print(sum(e['status'] != 'running' for e in t), 'trials finished')\""
     ;;
   fetch)
     local="${local:-sweeps/$sweep}"
-    run mkdir -p "$(dirname "$local")"
-    run "${gc[@]}" scp --recurse "$name:sweeps/$sweep" "$local" "${where[@]}"
+    # scp --recurse into an existing folder nests the copy inside it: fetch into a fresh folder,
+    # then copy over the local one (a second fetch updates it; files added locally are kept).
+    incoming="$local.fetching"
+    run rm -rf "$incoming"
+    run mkdir -p "$incoming" "$local"
+    run "${gc[@]}" scp --recurse "$name:sweeps/$sweep" "$incoming/" "${where[@]}"
+    run cp -a "$incoming/$sweep/." "$local/"
+    run rm -rf "$incoming"
     echo "# results in $local: trials.json, best.json, search.png"
     ;;
   delete)

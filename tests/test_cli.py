@@ -15,6 +15,26 @@ def run_train(*args, cwd=ROOT):
                         capture_output=True, text=True, timeout=300)
 
 
+def test_help_names_the_config_flag_and_its_overrides():
+  proc = run_train('--help')  # absl's --help exits with status 1
+  assert '--config: Experiment config file (configs/*.py); override any key with' in proc.stdout
+  assert '--workdir:' in proc.stdout
+
+
+@pytest.mark.parametrize('values,message', [
+    (['4', '8', ''], "--batch_sizes=4,8,: batch sizes must be integers >= 1"),
+    (['x'], "--batch_sizes=x: batch sizes must be integers >= 1"),
+    (['0'], "--batch_sizes=0: batch sizes must be integers >= 1"),
+])
+def test_comma_list_of_sizes_is_checked_in_one_line(values, message):
+  from frem_jax import cli  # pylint: disable=g-import-not-at-top
+  from frem_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  assert cli.positive_ints('batch_sizes', ['1', '4'], 'batch sizes') == [1, 4]
+  with pytest.raises(UserError) as info:
+    cli.positive_ints('batch_sizes', values, 'batch sizes')
+  assert str(info.value) == message
+
+
 @pytest.mark.parametrize('flag,message', [
     ('--config.frem.num_selected=600', 'error: frem.num_selected (B)=600 must be an integer in [0, 128]'),
     ('--config.frem.factor=0', 'error: frem.factor (X)=0.0 must be > 0'),

@@ -27,6 +27,9 @@ BAD = [
     ({'eval.full_section_overlap': -1}, r'eval.full_section_overlap=-1 must be an integer >= 0'),
     ({'dataset.name': 'drosophila_vnc', 'eval.full_section_overlap': 32},
      r'eval.full_section_overlap=32 must be below dataset.image_size=32, the window size'),
+    ({'dataset.classes': (0, 255)},
+     r"dataset.classes=\(0, 255\) must be \(mask value, class name\) pairs, e.g. --config.dataset.classes="),
+    ({'dataset.classes': ((0, 'background'), (255,))}, r"dataset.classes=.* must be \(mask value, class name\) pairs"),
 ]
 
 

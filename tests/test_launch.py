@@ -67,16 +67,21 @@ def test_tpu_vm_dry_run_of_every_step():
   assert install[0].startswith('git archive --format=tar.gz -o /tmp/frem_jax.')
   assert "pip install -q -e '\\''.[tpu]'\\''" in install[2]
   assert install[-1] == f'{gc} scp --recurse ../shared/data/drosophila-vnc frem-sweep:data/ {where}'
-  start = commands(launch('tpu_vm.sh', 'start', *TPU, *config, *source, '--', '--config.search.max_evals=20'))
+  started = launch('tpu_vm.sh', 'start', *TPU, *config, *source, '--', '--config.search.max_evals=20')
+  start, start_out = commands(started), started.stdout
   assert start == [
       f"{gc} ssh frem-sweep {where} '--command=mkdir -p $HOME/sweeps/drosophila_supervision && "
       'cd $HOME/frem_jax && nohup .venv/bin/python -m frem_jax.search --config=configs/drosophila.py:supervision '
       '--workdir=$HOME/sweeps/drosophila_supervision --config.search.max_evals=20 '
       '--config.dataset.source_dir=../data/drosophila-vnc >> $HOME/sweeps/drosophila_supervision/search.log '
       "2>&1 < /dev/null &'"]
+  assert '# started; watch it with: launch/tpu_vm.sh status --project=proj --zone=us-central2-b' in start_out
   fetch = commands(launch('tpu_vm.sh', 'fetch', *TPU, *config))
-  assert fetch[-1] == (f'{gc} scp --recurse frem-sweep:sweeps/drosophila_supervision '
-                       f'sweeps/drosophila_supervision {where}')
+  # Into a fresh folder, then over the local one: a second fetch must not nest the copy inside it.
+  assert fetch[-3:] == [f'{gc} scp --recurse frem-sweep:sweeps/drosophila_supervision '
+                        f'sweeps/drosophila_supervision.fetching/ {where}',
+                        'cp -a sweeps/drosophila_supervision.fetching/drosophila_supervision/. sweeps/drosophila_supervision/',
+                        'rm -rf sweeps/drosophila_supervision.fetching']
   assert commands(launch('tpu_vm.sh', 'delete', *TPU)) == [f'{gc} delete frem-sweep {where} --quiet']
   assert not os.path.exists(os.path.join(ROOT, 'sweeps'))
 

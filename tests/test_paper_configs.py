@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from configs import drosophila, folder_example, mouse
+from configs import demo, drosophila, folder_example, mouse
 from frem_jax import datasets
 from frem_jax.search import space as search_space
 from frem_jax import train
@@ -44,6 +44,11 @@ def test_variants_carry_the_papers_values():
     assert config.num_epochs == 2000 and config.model.norm == 'batch_renorm'
   with pytest.raises(ValueError, match="unknown variant 'x'"):
     mouse.get_config('x')
+
+
+def test_demo_supervision_searches_lambda_like_the_paper_configs():
+  assert search_space.resolve(demo.get_config('supervision'))['ranges'] == {'weight': [0.0, 1.0]}
+  assert search_space.resolve(demo.get_config())['ranges'] == {'num_selected': [1, 128], 'factor': [1.0, 1000.0]}
 
 
 def test_paper_configs_search_the_papers_spaces():

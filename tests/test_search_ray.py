@@ -214,6 +214,14 @@ def test_bad_ray_options_are_refused_before_anything_is_written(options, message
   assert not os.path.exists(tmp_path / 'sweep')
 
 
+def test_a_population_on_ray_is_refused_in_one_line(tmp_path):
+  with pytest.raises(UserError) as e:
+    search_ray.run_search(ray_config(**{'search.population': 2}), str(tmp_path / 'sweep'))
+  assert str(e.value) == ('search.population=2 is not supported with --backend=ray: Ray runs one trial per worker; '
+                          'use --backend=local for populations (docs/population.md)')
+  assert not os.path.exists(tmp_path / 'sweep')
+
+
 def _closed_port() -> int:
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))

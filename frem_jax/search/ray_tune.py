@@ -292,6 +292,9 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, ray_address=None
   max_concurrent_trials: 0 = as many as fit. gpus_per_trial: None = 1 if the cluster has GPUs.
   """
   check_options(max_concurrent_trials, cpus_per_trial, gpus_per_trial)
+  if config.search.population != 1:
+    raise UserError(f'search.population={config.search.population} is not supported with --backend=ray: Ray runs '
+                    'one trial per worker; use --backend=local for populations (docs/population.md)')
   ray, tune = _import_tune()
   from ray.tune.search.hyperopt import HyperOptSearch  # pylint: disable=g-import-not-at-top
 
