@@ -74,7 +74,7 @@ def define_config_flag(required: bool = True, default: str = None) -> None:
                                   'override any key with --config.KEY=VALUE (docs/config.md).',
                                   lock_config=True)
   # A key flag of the entry point that called us, so that its --help lists it (absl skips this
-  # module, which is disclaimed below, when it looks for the caller).
+  # module, disclaimed at its top, when it looks for the caller).
   flags.declare_key_flag('config')
   if required and default is None:
     flags.mark_flag_as_required('config')

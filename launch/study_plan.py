@@ -57,12 +57,10 @@ def estimate(out: str, epochs: int, seeds: int, methods: list, default_spe: floa
     to_train += 1
   lines = [f'{len(runs)} runs ({seeds} seeds × {len(methods)} methods, {epochs} epochs each): '
            f'{len(runs) - to_train} finished, {to_train} to run, {remaining} epochs still to train']
-  if len(rates) == 1:
-    spe, source = rates[0], f'measured on the run already in {out}'
-  elif rates:
+  if rates:
     spe = statistics.median(rates)
-    source = (f'median over {len(rates)} runs already in {out}, '
-              f'{min(rates):.0f}–{max(rates):.0f} s/epoch')
+    source = (f'measured on the run already in {out}' if len(rates) == 1 else
+              f'median over {len(rates)} runs already in {out}, {min(rates):.0f}–{max(rates):.0f} s/epoch')
   else:
     spe, source = default_spe, default_note
   if spe > 0:
