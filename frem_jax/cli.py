@@ -15,6 +15,7 @@ import sys
 from absl import flags
 
 from frem_jax.cpu import malloc
+from frem_jax.errors import UserError
 
 flags.disclaim_key_flags()  # the flags this module defines belong to the entry point that asks for them
 
@@ -116,7 +117,6 @@ def quiet_library_logs() -> None:
 
 def positive_ints(flag: str, values: list, what: str = 'sizes') -> list[int]:
   """The integers of a comma-list flag's `values`, or a UserError naming the flag (e.g. `--batch_sizes=4,x`)."""
-  from frem_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   try:
     ints = [int(v) for v in values]
   except ValueError:
@@ -129,7 +129,6 @@ def positive_ints(flag: str, values: list, what: str = 'sizes') -> list[int]:
 @contextlib.contextmanager
 def user_errors_exit():
   """Turns a UserError raised inside into one line `error: …` on stderr and exit status 1."""
-  from frem_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   try:
     yield
   except UserError as e:
@@ -155,7 +154,6 @@ def measure_each(runs: list, measure, out: str = '') -> int:
   """What a measuring script does with its runs: `measure(run)` for each, one JSON line per run,
   all of them to `out` (if given, atomically); a UserError ends it with one line. Returns the exit status."""
   from frem_jax import files  # pylint: disable=g-import-not-at-top
-  from frem_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   results = []
   for run in runs:
     try:
