@@ -11,7 +11,9 @@ TPU, or where the kernels were not built, the layers use XLA's operations.
 
 import ctypes
 import functools
+import importlib.metadata
 import importlib.util
+import os
 
 import jax
 import jax.numpy as jnp
@@ -104,6 +106,99 @@ def _conv3x3_bwd(residuals, dy):
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+# oneDNN (frem_jax/cpu/kernels/onednn_conv.cc), built where oneDNN's wheels are installed.
+_ONEDNN_LIBRARY = 'frem_jax.cpu.kernels._onednn'
+_DNNL_FORWARD = 'frem_dnnl_conv3x3'
+_DNNL_INPUT_GRAD = 'frem_dnnl_conv3x3_dx'
+_DNNL_WEIGHT_GRAD = 'frem_dnnl_conv3x3_dw'
+# The `flags` attribute: bit 0, weights in oneDNN's preferred layout (reordered on every call);
+# bit 1, oneDNN picks the algorithm (convolution_auto) instead of direct convolution.
+DNNL_PREFERRED_WEIGHTS = 1
+DNNL_AUTO = 2
+# GNU OpenMP, which oneDNN's wheel uses, reads these when it is loaded. Its threads would
+# otherwise spin for a while after each convolution, on cores XLA's threads need.
+_OPENMP_DEFAULTS = {'OMP_WAIT_POLICY': 'PASSIVE'}
+
+
+def _load_libdnnl() -> None:
+  """Loads libdnnl.so.3 from the installed onednn-cpu-gomp wheel, so the module finds it anywhere."""
+  for name, value in _OPENMP_DEFAULTS.items():
+    os.environ.setdefault(name, value)
+  try:
+    files = importlib.metadata.distribution('onednn-cpu-gomp').files or []
+  except importlib.metadata.PackageNotFoundError:
+    return  # then the module's rpath (or the system's libdnnl) must serve
+  for f in files:
+    if f.name == 'libdnnl.so.3':
+      ctypes.CDLL(str(f.locate()), mode=ctypes.RTLD_GLOBAL)
+      return
+
+
+@functools.lru_cache(maxsize=None)
+def onednn_available() -> bool:
+  """Whether the oneDNN convolutions are built and load here; registers them on first call."""
+  spec = importlib.util.find_spec(_ONEDNN_LIBRARY)
+  if spec is None or not spec.origin:
+    return False
+  def register():
+    _load_libdnnl()
+    library = ctypes.CDLL(spec.origin)
+    jax.ffi.register_ffi_target(_DNNL_FORWARD, jax.ffi.pycapsule(library.FremDnnlConv3x3),
+                                platform='cpu')
+    jax.ffi.register_ffi_target(
+        _DNNL_INPUT_GRAD, jax.ffi.pycapsule(library.FremDnnlConv3x3InputGrad), platform='cpu')
+    jax.ffi.register_ffi_target(
+        _DNNL_WEIGHT_GRAD, jax.ffi.pycapsule(library.FremDnnlConv3x3WeightGrad), platform='cpu')
+  return compat.load_cpu_kernels(register)
+
+
+def onednn_info() -> str:
+  """oneDNN's version and the ISA it runs on, or '' where it is not available."""
+  if not onednn_available():
+    return ''
+  library = ctypes.CDLL(importlib.util.find_spec(_ONEDNN_LIBRARY).origin)
+  library.FremDnnlInfo.restype = ctypes.c_char_p
+  return library.FremDnnlInfo().decode()
+
+
+def _dnnl_call(target, shape, dtype, flags, *args):
+  if not onednn_available():
+    raise RuntimeError('oneDNN is not built in this install')
+  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, dtype),
+                          vmap_method=VMAP_METHOD)(*args, flags=flags)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def onednn_conv3x3(x: jax.Array, kernel: jax.Array, compute_dtype=None,
+                   flags: int = DNNL_PREFERRED_WEIGHTS) -> jax.Array:
+  """3x3 SAME convolution of x [N, H, W, C] with kernel [3, 3, C, O] on oneDNN, in x's dtype.
+
+  `compute_dtype` (None: x's) is float32 or bfloat16: x and the kernel are cast
+  to it, oneDNN accumulates in float32 and writes x's dtype; the kernel's
+  gradient is summed in float32 and returned in the kernel's dtype.
+  """
+  return _onednn_fwd(x, kernel, compute_dtype, flags)[0]
+
+
+def _onednn_fwd(x, kernel, compute_dtype, flags):
+  dtype = jnp.dtype(compute_dtype or x.dtype)
+  xc, kc = x.astype(dtype), kernel.astype(dtype)
+  y = _dnnl_call(_DNNL_FORWARD, x.shape[:3] + (kernel.shape[3],), x.dtype, flags, xc, kc)
+  # (An empty array carries the kernel's dtype; dy has x's.)
+  return y, (xc, kc, jnp.zeros((0,), kernel.dtype))
+
+
+def _onednn_bwd(compute_dtype, flags, residuals, dy):
+  xc, kc, kernel_dtype = residuals
+  dyc = dy.astype(xc.dtype)
+  dx = _dnnl_call(_DNNL_INPUT_GRAD, xc.shape, dy.dtype, flags, dyc, kc)
+  dk = _dnnl_call(_DNNL_WEIGHT_GRAD, kc.shape, jnp.float32, flags, xc, dyc)
+  return dx, dk.astype(kernel_dtype.dtype)
+
+
+onednn_conv3x3.defvjp(_onednn_fwd, _onednn_bwd)
 
 
 @jax.custom_vjp

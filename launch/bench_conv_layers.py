@@ -1,0 +1,218 @@
+"""Times the U-Net's 3x3 convolutions, one layer at a time, on every implementation side by side.
+
+Usage: python launch/bench_conv_layers.py [--features=16,32,64,128,512] [--image_size=256]
+           [--batch=4] [--rounds=9] [--impls=xla,kernel,onednn,onednn_bf16,xla_bf16] [--json=FILE]
+           [--per_op]
+
+Per layer shape of the model (every 3x3 conv: encoder, deepest stage and decoder, counted
+as often as the model has it), the forward pass and the forward + backward pass (input
+and kernel gradients; the first layer's input gradient is not computed, as in training)
+of:
+  xla          jax.lax.conv_general_dilated, float32
+  kernel       frem_jax.cpu.ffi.conv3x3 (the project's hand-written kernels)
+  onednn       frem_jax.cpu.ffi.onednn_conv3x3, float32 (oneDNN's preferred weight layout)
+  onednn_hwio  the same with the weights used as HWIO (no reorder)
+  onednn_auto  the same as onednn, with convolution_auto
+  onednn_bf16  oneDNN in bfloat16: bf16 activations in and out, float32 kernel cast
+               inside, kernel gradient summed in float32
+  xla_bf16     XLA's convolution of bf16 activations and a bf16 kernel
+The candidates are timed interleaved (one call of each per round, `--rounds` rounds, after
+two warm-up rounds) and the medians printed, so that a shared machine's slow spells fall on
+all of them alike. Prints a table and writes JSON.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+from frem_jax.cpu import malloc
+
+malloc.tune_malloc()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from frem_jax.cpu import ffi  # noqa: E402
+
+_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def model_convs(features, image_size):
+  """[(resolution, c_in, c_out, count)] of the U-Net+SE's 3x3 convolutions (1 input channel)."""
+  shapes = {}
+  def add(res, ci, co):
+    shapes[(res, ci, co)] = shapes.get((res, ci, co), 0) + 1
+  res, cin = image_size, 1
+  for f in features:  # encoder stages and the deepest stage
+    add(res, cin, f)
+    add(res, f, f)
+    cin, res = f, res // 2
+  res = image_size // 2 ** (len(features) - 1)
+  for f in reversed(features[:-1]):  # decoder: concat(up, skip) -> f, f -> f
+    res *= 2
+    add(res, 2 * f, f)
+    add(res, f, f)
+  return [(r, ci, co, n) for (r, ci, co), n in shapes.items()]
+
+
+def implementations():
+  xla = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
+  impls = {
+      'xla': (jnp.float32, xla),
+      'kernel': (jnp.float32, ffi.conv3x3),
+      'onednn': (jnp.float32, lambda x, k: ffi.onednn_conv3x3(x, k, None, ffi.DNNL_PREFERRED_WEIGHTS)),
+      'onednn_hwio': (jnp.float32, lambda x, k: ffi.onednn_conv3x3(x, k, None, 0)),
+      'onednn_auto': (jnp.float32, lambda x, k: ffi.onednn_conv3x3(
+          x, k, None, ffi.DNNL_PREFERRED_WEIGHTS | ffi.DNNL_AUTO)),
+      'onednn_bf16': (jnp.bfloat16, lambda x, k: ffi.onednn_conv3x3(
+          x, k, jnp.bfloat16, ffi.DNNL_PREFERRED_WEIGHTS)),
+      'xla_bf16': (jnp.bfloat16, lambda x, k: xla(x, k.astype(jnp.bfloat16))),
+  }
+  return impls
+
+
+def build(fn, dtype, shape, input_grad):
+  n, res, ci, co = shape
+  kx, kk, kg = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (n, res, res, ci), jnp.float32).astype(dtype)
+  k = jax.random.normal(kk, (3, 3, ci, co), jnp.float32) * 0.1
+  dy = jax.random.normal(kg, (n, res, res, co), jnp.float32).astype(dtype)
+  forward = jax.jit(fn)
+  if input_grad:
+    both = jax.jit(lambda x, k, dy: jax.vjp(fn, x, k)[1](dy))
+  else:
+    both = jax.jit(lambda x, k, dy: jax.vjp(lambda k: fn(x, k), k)[1](dy))
+  return (lambda: forward(x, k)), (lambda: both(x, k, dy))
+
+
+def build_ops(shape):
+  """{'fwd'|'dx'|'dw': {impl: thunk}} for the kernel and oneDNN (float32), each op alone."""
+  n, res, ci, co = shape
+  kx, kk, kg = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (n, res, res, ci), jnp.float32)
+  k = jax.random.normal(kk, (3, 3, ci, co), jnp.float32) * 0.1
+  dy = jax.random.normal(kg, (n, res, res, co), jnp.float32)
+  flip = lambda k: jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2)
+  f32, pref = jnp.float32, ffi.DNNL_PREFERRED_WEIGHTS
+  ops = {
+      'fwd': {'kernel': (ffi._forward, x, k),
+              'onednn': (lambda x, k: ffi._dnnl_call(ffi._DNNL_FORWARD, x.shape[:3] + (co,), f32, pref, x, k), x, k)},
+      'dx': {'kernel': (lambda dy, k: ffi._forward(dy, flip(k)) if ci % 16 == 0 else
+                        jax.lax.conv_general_dilated(dy, flip(k), (1, 1), 'SAME', dimension_numbers=_DIMENSIONS), dy, k),
+             'onednn': (lambda dy, k: ffi._dnnl_call(ffi._DNNL_INPUT_GRAD, x.shape, f32, pref, dy, k), dy, k)},
+      'dw': {'kernel': (ffi._weight_grad, x, dy),
+             'onednn': (lambda x, dy: ffi._dnnl_call(ffi._DNNL_WEIGHT_GRAD, k.shape, f32, pref, x, dy), x, dy)},
+  }
+  out = {}
+  for op, impls in ops.items():
+    out[op] = {}
+    for name, (fn, a, b) in impls.items():
+      jitted = jax.jit(fn)
+      out[op][name] = (lambda jitted=jitted, a=a, b=b: jitted(a, b))
+  return out
+
+
+def per_op(args, features):
+  """Times fwd, dx and dw alone for the kernel and oneDNN, interleaved; prints a table."""
+  print('| layer | count | fwd kernel | fwd onednn | dx kernel | dx onednn | dw kernel | dw onednn |')
+  print('|---' * 8 + '|')
+  total = {}
+  for res, ci, co, count in model_convs(features, args.image_size):
+    ops = build_ops((args.batch, res, ci, co))
+    cells = []
+    for op, impls in ops.items():
+      times = {name: [] for name in impls}
+      for r in range(args.rounds + 2):
+        for name, f in impls.items():
+          t = timed(f)
+          if r >= 2:
+            times[name].append(t)
+      for name, ts in times.items():
+        m = statistics.median(ts) * 1e3
+        total[(op, name)] = total.get((op, name), 0.0) + count * m
+        cells.append(f'{m:.1f}')
+    print(f'| {res}²x{ci}->{co} | {count} | ' + ' | '.join(cells) + ' |', flush=True)
+  print('| all (sum x count) | | ' + ' | '.join(f'{v:.0f}' for v in total.values()) + ' |')
+
+
+def timed(f):
+  t0 = time.perf_counter()
+  jax.block_until_ready(f())
+  return time.perf_counter() - t0
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--features', default='16,32,64,128,512')
+  p.add_argument('--image_size', type=int, default=256)
+  p.add_argument('--batch', type=int, default=4)
+  p.add_argument('--rounds', type=int, default=9)
+  p.add_argument('--impls', default='xla,kernel,onednn,onednn_bf16,xla_bf16')
+  p.add_argument('--json', default='')
+  p.add_argument('--per_op', action='store_true',
+                 help='instead: forward, input gradient and kernel gradient alone, kernel vs oneDNN (float32)')
+  args = p.parse_args()
+  features = [int(f) for f in args.features.split(',')]
+  names = args.impls.split(',')
+  impls = implementations()
+  if not ffi.onednn_available():
+    sys.exit('error: oneDNN is not built in this install')
+  print(f'# {ffi.onednn_info()}; jax {jax.__version__}; CPU: {cpu_name()}; '
+        f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY")}', flush=True)
+  if args.per_op:
+    return per_op(args, features)
+  results = []
+  for res, ci, co, count in model_convs(features, args.image_size):
+    shape = (args.batch, res, ci, co)
+    fns = {name: build(impls[name][1], impls[name][0], shape, ci > 1) for name in names}
+    row = {'res': res, 'c_in': ci, 'c_out': co, 'count': count}
+    for mode, index in (('fwd', 0), ('fwd_bwd', 1)):
+      times = {name: [] for name in names}
+      for r in range(args.rounds + 2):
+        for name in names:
+          t = timed(fns[name][index])
+          if r >= 2:
+            times[name].append(t)
+      row[mode] = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+      row[mode + '_min'] = {name: min(ts) * 1e3 for name, ts in times.items()}
+    results.append(row)
+    print(f'{res}²x{ci}->{co} (x{count}): ' + '  '.join(
+        f'{m} ' + ' '.join(f'{n}={row[m][n]:.1f}' for n in names) for m in ('fwd', 'fwd_bwd')),
+          flush=True)
+  print()
+  print('| layer (batch %d) | count | ' % args.batch + ' | '.join(
+      f'fwd {n}' for n in names) + ' | ' + ' | '.join(f'fwd+bwd {n}' for n in names) + ' |')
+  print('|---' * (2 + 2 * len(names)) + '|')
+  total = {m: {n: 0.0 for n in names} for m in ('fwd', 'fwd_bwd')}
+  for row in results:
+    for m in total:
+      for n in names:
+        total[m][n] += row['count'] * row[m][n]
+    print(f'| {row["res"]}²x{row["c_in"]}->{row["c_out"]} | {row["count"]} | ' + ' | '.join(
+        f'{row["fwd"][n]:.1f}' for n in names) + ' | ' + ' | '.join(
+        f'{row["fwd_bwd"][n]:.1f}' for n in names) + ' |')
+  print('| all 3x3 convs (sum x count) | | ' + ' | '.join(
+      f'{total["fwd"][n]:.0f}' for n in names) + ' | ' + ' | '.join(
+      f'{total["fwd_bwd"][n]:.0f}' for n in names) + ' |')
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump({'features': features, 'batch': args.batch, 'rounds': args.rounds,
+                 'onednn': ffi.onednn_info(), 'cpu': cpu_name(), 'layers': results, 'total_ms': total}, f)
+
+
+def cpu_name():
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip() + f', {os.cpu_count()} cores'
+  except OSError:
+    pass
+  return 'unknown'
+
+
+if __name__ == '__main__':
+  main()
