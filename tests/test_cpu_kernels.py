@@ -1,4 +1,7 @@
-"""The CPU wing: its kernels equal XLA's convolutions, forward and both gradients; its layers equal flax's."""
+"""The CPU wing: its kernels and oneDNN's equal XLA's convolutions, forward and both gradients; its layers equal flax's."""
+
+import importlib.metadata
+import os
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +19,26 @@ import flax.linen as nn
 def test_kernels_are_built_in_this_install():
   # setup.py builds them as optional; a silent build failure must not pass CI.
   assert cpu_conv.available()
+
+
+def _onednn_wheel_installed():
+  try:
+    importlib.metadata.distribution('onednn-cpu-gomp')
+    return True
+  except importlib.metadata.PackageNotFoundError:
+    return False
+
+
+ONEDNN_MISSING = ("oneDNN's wheels (onednn-cpu-gomp, onednn-devel-cpu-gomp) exist for Linux x86_64 only; "
+                  'the test extra installs them there, and test_onednn_is_built_where_its_wheel_is fails '
+                  'if they are installed but oneDNN is not built')
+needs_onednn = pytest.mark.skipif(not cpu_conv.onednn_available(), reason=ONEDNN_MISSING)
+
+
+@pytest.mark.skipif(not _onednn_wheel_installed(), reason=ONEDNN_MISSING)
+def test_onednn_is_built_where_its_wheel_is():
+  assert cpu_conv.onednn_available()
+  assert cpu_conv.onednn_info().startswith('oneDNN 3.')
 
 
 # (N, H, W, C_in, C_out): every register-block width (16, 32, 64 channels), widths that leave
@@ -52,12 +75,55 @@ def _assert_same_values_and_gradients(ours, reference, seed, shape, kernel_size,
     assert _relative_error(got, want) < 1e-5
 
 
+def _xla_reference(a, b):
+  return jax.lax.conv_general_dilated(a, b, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                      precision=jax.lax.Precision.HIGHEST)
+
+
 @pytest.mark.parametrize('shape', SHAPES)
 def test_forward_and_gradients_equal_xla(shape):
-  reference = lambda a, b: jax.lax.conv_general_dilated(
-      a, b, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      precision=jax.lax.Precision.HIGHEST)
-  _assert_same_values_and_gradients(cpu_conv.conv3x3, reference, 0, shape, 3, 1)
+  _assert_same_values_and_gradients(cpu_conv.conv3x3, _xla_reference, 0, shape, 3, 1)
+
+
+# oneDNN takes any channel counts: SHAPES and output channels that are not a multiple of 16.
+ONEDNN_SHAPES = SHAPES + [(1, 6, 5, 3, 5), (2, 16, 16, 512, 24)]
+
+
+@needs_onednn
+@pytest.mark.parametrize('shape', ONEDNN_SHAPES)
+def test_onednn_forward_and_gradients_equal_xla(shape):
+  _assert_same_values_and_gradients(cpu_conv.onednn_conv3x3, _xla_reference, 0, shape, 3, 1)
+
+
+@needs_onednn
+@pytest.mark.parametrize('shape', [SHAPES[0], SHAPES[1], SHAPES[3]])
+def test_mixed_plan_equals_xla(shape):
+  # The layers' default: oneDNN's forward and input gradient, our kernels' weight gradient.
+  plan = cpu_conv.conv3x3_plan(shape[3], shape[4], jnp.float32)
+  assert plan == cpu_conv.Plan('onednn', 'onednn', 'kernel')
+  _assert_same_values_and_gradients(lambda a, b: cpu_conv.planned_conv3x3(a, b, plan),
+                                    _xla_reference, 0, shape, 3, 1)
+
+
+@needs_onednn
+@pytest.mark.parametrize('shape', [(2, 9, 13, 1, 16), (2, 17, 30, 32, 32), (1, 5, 7, 20, 48)])
+def test_onednn_bfloat16_is_close_to_float32(shape):
+  """bfloat16 inside (8-bit mantissa), float32 sums: within 1e-2 of each result's largest entry."""
+  n, h, w, ci, co = shape
+  kx, kk, kg = jax.random.split(jax.random.key(11), 3)
+  x = jax.random.normal(kx, (n, h, w, ci))
+  kernel = jax.random.normal(kk, (3, 3, ci, co))
+  dy = jax.random.normal(kg, (n, h, w, co))
+  want_y, want_vjp = jax.vjp(_xla_reference, x, kernel)
+  want = (want_y,) + want_vjp(dy)
+  # float32 arrays with bfloat16 arithmetic inside, and bfloat16 arrays throughout
+  for dtype in (jnp.float32, jnp.bfloat16):
+    y, vjp = jax.vjp(lambda a, b: cpu_conv.onednn_conv3x3(a, b, jnp.bfloat16),
+                     x.astype(dtype), kernel.astype(dtype))
+    got = (y,) + vjp(dy.astype(dtype))
+    for a, b in zip(got, want):
+      assert a.dtype == dtype and a.shape == b.shape
+      assert _relative_error(a.astype(jnp.float32), b) < 1e-2
 
 
 # (N, H, W, C_in, C_out): register-block widths, pixel and channel remainders, C_in not a
@@ -89,6 +155,20 @@ def test_upconv_module_matches_flax_conv_transpose():
     assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
 
 
+@needs_onednn
+def test_onednn_results_repeat_and_use_xla_pools_threads():
+  kx, kg = jax.random.split(jax.random.key(12))
+  x = jax.random.normal(kx, (4, 64, 64, 32))
+  dy = jax.random.normal(kg, (4, 64, 64, 32))
+  grad = jax.jit(lambda a, g: jax.vjp(cpu_conv.onednn_conv3x3, a, jnp.ones((3, 3, 32, 32)))[1](g))
+  first = jax.device_get(grad(x, dy))
+  for _ in range(3):
+    for a, b in zip(first, jax.device_get(grad(x, dy))):
+      np.testing.assert_array_equal(a, b)
+  # Its OpenMP team is XLA's intra-op pool's size (one thread per core), never more.
+  assert 1 <= cpu_conv.onednn_threads() <= len(os.sched_getaffinity(0))
+
+
 def test_results_do_not_depend_on_thread_timing():
   kx, kg, ku = jax.random.split(jax.random.key(1), 3)
   x = jax.random.normal(kx, (4, 64, 64, 32))
@@ -112,6 +192,19 @@ def test_layer_choice():
   assert cpu_conv.uses_kernel(32, jnp.float32)  # the CPU backend, kernels built
   assert not cpu_conv.uses_kernel(8, jnp.float32)  # not a multiple of 16
   assert not cpu_conv.uses_kernel(32, jnp.bfloat16)
+  plan = cpu_conv.conv3x3_plan
+  assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'kernel', 'kernel')
+  assert plan(1, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'xla', 'kernel')
+  assert plan(32, 32, jnp.float32, 'xla') is None
+  assert plan(32, 32, jnp.bfloat16) is None  # float32 layers only
+  with pytest.raises(ValueError, match="conv3x3 implementation 'fast'"):
+    plan(32, 32, jnp.float32, 'fast')
+  if cpu_conv.onednn_available():
+    assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'kernel')
+    assert plan(3, 8, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
+    assert plan(32, 32, jnp.float32, 'onednn_bf16').dtype == 'bfloat16'
+  else:
+    assert plan(32, 32, jnp.float32) == cpu_conv.Plan('kernel', 'kernel', 'kernel')
   with pytest.raises(ValueError, match=r'ConvTranspose computes 2x2 kernels of stride 2, got '
                                        r'kernel_size=\(3, 3\)'):
     ConvTranspose(8, (3, 3), strides=(2, 2)).init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
@@ -127,6 +220,23 @@ def test_conv3x3_module_matches_flax_conv():
     # Same parameter tree and initial values (checkpoints of either load in the other).
     np.testing.assert_array_equal(ours_params['params']['kernel'], params['params']['kernel'])
     assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
+
+
+@pytest.mark.parametrize('implementation', cpu_conv.IMPLEMENTATIONS)
+def test_conv3x3_module_and_its_gradients_match_flax_conv(implementation):
+  # Both gradients (parameters with a bias, and the input) of every implementation; bfloat16 to 1e-2.
+  x = jax.random.normal(jax.random.key(13), (2, 12, 10, 32))
+  reference = nn.Conv(48, (3, 3), padding='SAME', precision='highest')
+  params = jax.tree.map(lambda p: p + 0.1, reference.init(jax.random.key(14), x))
+  ours = Conv(48, (3, 3), implementation=implementation)
+  loss = lambda module: lambda p, a: jnp.sum(jnp.sin(module.apply(p, a)))
+  got = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(params, x)
+  want = jax.grad(loss(reference), argnums=(0, 1))(params, x)
+  tolerance = 1e-2 if implementation == 'onednn_bf16' else 1e-5
+  assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < tolerance
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert a.dtype == b.dtype
+    assert _relative_error(a, b) < tolerance
 
 
 def test_conv1x1_matches_flax_conv_and_its_gradient():

@@ -65,8 +65,9 @@ def _without_kernels(model: nn.Module) -> nn.Module:
 
 
 def kernels_used(model: nn.Module) -> bool:
-  """Whether some convolution of `model` runs on the CPU kernels."""
-  return model.conv is cpu_layers.Conv and any(ffi.uses_kernel(f, jnp.float32) for f in model.features)
+  """Whether some convolution of `model` runs on the CPU kernels or oneDNN."""
+  return model.conv is cpu_layers.Conv and any(
+      ffi.conv3x3_plan(f, f, jnp.float32) for f in model.features)
 
 
 def run_benchmark(model: nn.Module, image_size: int, batch_sizes, infer_batch_sizes, num_steps,
@@ -123,6 +124,7 @@ def run_benchmark(model: nn.Module, image_size: int, batch_sizes, infer_batch_si
       'xla_flags': os.environ.get('XLA_FLAGS', ''), 'features': list(features),
       'image_size': image_size, 'num_classes': num_classes, 'num_params': num_params,
       'cpu_kernels_used': kernels_used(model),
+      'onednn': ffi.onednn_info() if kernels_used(model) else '',
       'forward_gflop_per_image': forward_xla_flops / 1e9 if forward_xla_flops else None,
       'conv_forward_gflop_per_image': conv_fwd / 1e9,
       'warmup': warmup, 'steps': num_steps,

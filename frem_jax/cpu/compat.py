@@ -18,12 +18,13 @@ from absl import logging
 import jax
 
 
-def load_cpu_kernels(register: Callable[[], None]) -> bool:
+def load_cpu_kernels(register: Callable[[], None], what: str = 'the CPU kernels',
+                     instead: str = "XLA's convolutions") -> bool:
   """Runs `register` (loads the kernel library, registers its FFI targets); False if refused.
 
   A refusal (an FFI version this jaxlib no longer supports, a library that
-  cannot load) is logged as one warning line, and the caller falls back to
-  XLA's operations.
+  cannot load) is logged as one warning line naming `what` and what is used
+  `instead`, and the caller falls back to that.
   """
   # XLA checks a handler's FFI version when it is registered into a running CPU
   # backend, and raises; registered before the backend starts, a refused handler
@@ -33,8 +34,7 @@ def load_cpu_kernels(register: Callable[[], None]) -> bool:
     register()
   except (OSError, RuntimeError) as e:  # jax.errors.JaxRuntimeError is a RuntimeError
     lines = str(e).strip().splitlines()
-    logging.warning("frem_jax: the CPU kernels cannot be used with jaxlib %s; XLA's convolutions "
-                    'are used instead (%s)', importlib.metadata.version('jaxlib'),
-                    lines[0] if lines else type(e).__name__)
+    logging.warning('frem_jax: %s cannot be used with jaxlib %s; %s are used instead (%s)', what,
+                    importlib.metadata.version('jaxlib'), instead, lines[0] if lines else type(e).__name__)
     return False
   return True

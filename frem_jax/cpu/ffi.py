@@ -1,12 +1,15 @@
-"""The U-Net's convolutions through this project's XLA:CPU kernels (frem_jax/cpu/kernels).
+"""The U-Net's convolutions through this project's XLA:CPU kernels and oneDNN (frem_jax/cpu/kernels).
 
-`conv3x3`: 3x3 SAME convolutions. XLA:CPU's own convolution is slow on the
-U-Net's narrow high-resolution layers (32 and 64 channels at 256² and 128²).
+`planned_conv3x3`: 3x3 SAME convolutions whose forward pass, input gradient
+and weight gradient each run on oneDNN, on our kernels or on XLA
+(`conv3x3_plan` picks; `conv3x3` is ours alone, `onednn_conv3x3` oneDNN's
+alone, also in bfloat16). XLA:CPU's own convolution is slow on the U-Net's
+narrow high-resolution layers (32 and 64 channels at 256² and 128²).
 `upconv2x2`: the decoder's 2x2 stride-2 transposed convolution, whose
 gradient XLA computes through large transposes (docs/performance.md).
 
-The kernels are called through the XLA FFI inside the jitted step; on GPU and
-TPU, or where the kernels were not built, the layers use XLA's operations.
+They are called through the XLA FFI inside the jitted step; on GPU and TPU,
+or where neither was built, the layers use XLA's operations.
 """
 
 import ctypes
@@ -14,6 +17,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import os
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -84,42 +88,17 @@ def _weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
   return _call(_WEIGHT_GRAD, (3, 3, x.shape[3], dy.shape[3]), x, dy)
 
 
-@jax.custom_vjp
-def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """y = 3x3 SAME convolution of x [N, H, W, C] with kernel [3, 3, C, O], on the CPU kernels (float32, O a multiple of 16)."""
-  return _forward(x, kernel)
-
-
-def _conv3x3_fwd(x, kernel):
-  return _forward(x, kernel), (x, kernel)
-
-
-def _conv3x3_bwd(residuals, dy):
-  x, kernel = residuals
-  # The input gradient is the convolution of dy with the flipped, transposed kernel.
-  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-  if x.shape[3] % _LANES == 0:
-    dx = _forward(dy, flipped)
-  else:  # e.g. the first layer's 1 or 3 input channels (and usually unused)
-    dx = _xla_conv3x3(dy, flipped)
-  return dx, _weight_grad(x, dy)
-
-
-conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
-
-
 # oneDNN (frem_jax/cpu/kernels/onednn_conv.cc), built where oneDNN's wheels are installed.
 _ONEDNN_LIBRARY = 'frem_jax.cpu.kernels._onednn'
 _DNNL_FORWARD = 'frem_dnnl_conv3x3'
 _DNNL_INPUT_GRAD = 'frem_dnnl_conv3x3_dx'
 _DNNL_WEIGHT_GRAD = 'frem_dnnl_conv3x3_dw'
-# The `flags` attribute: bit 0, weights in oneDNN's preferred layout (reordered on every call);
-# bit 1, oneDNN picks the algorithm (convolution_auto) instead of direct convolution.
-DNNL_PREFERRED_WEIGHTS = 1
-DNNL_AUTO = 2
-# GNU OpenMP, which oneDNN's wheel uses, reads these when it is loaded. Its threads would
-# otherwise spin for a while after each convolution, on cores XLA's threads need.
+# GNU OpenMP, which oneDNN's wheel uses, reads this when it is loaded. Its threads would
+# otherwise spin after each convolution on the cores XLA's threads need (fwd+bwd at
+# 256²x16->16 took 2.5x as long with OMP_WAIT_POLICY=ACTIVE on our 2 cores).
 _OPENMP_DEFAULTS = {'OMP_WAIT_POLICY': 'PASSIVE'}
+ONEDNN_NOT_BUILT = ('oneDNN is not built in this install (install the onednn-cpu-gomp and '
+                    'onednn-devel-cpu-gomp wheels, then reinstall frem_jax)')
 
 
 def _load_libdnnl() -> None:
@@ -129,7 +108,7 @@ def _load_libdnnl() -> None:
   try:
     files = importlib.metadata.distribution('onednn-cpu-gomp').files or []
   except importlib.metadata.PackageNotFoundError:
-    return  # then the module's rpath (or the system's libdnnl) must serve
+    return  # then the module's rpath (or a system libdnnl) must serve
   for f in files:
     if f.name == 'libdnnl.so.3':
       ctypes.CDLL(str(f.locate()), mode=ctypes.RTLD_GLOBAL)
@@ -137,68 +116,158 @@ def _load_libdnnl() -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def onednn_available() -> bool:
-  """Whether the oneDNN convolutions are built and load here; registers them on first call."""
+def _onednn_library():
+  """The loaded oneDNN module with its FFI targets registered, or None."""
   spec = importlib.util.find_spec(_ONEDNN_LIBRARY)
   if spec is None or not spec.origin:
-    return False
-  def register():
+    return None
+  try:
     _load_libdnnl()
     library = ctypes.CDLL(spec.origin)
-    jax.ffi.register_ffi_target(_DNNL_FORWARD, jax.ffi.pycapsule(library.FremDnnlConv3x3),
-                                platform='cpu')
-    jax.ffi.register_ffi_target(
-        _DNNL_INPUT_GRAD, jax.ffi.pycapsule(library.FremDnnlConv3x3InputGrad), platform='cpu')
-    jax.ffi.register_ffi_target(
-        _DNNL_WEIGHT_GRAD, jax.ffi.pycapsule(library.FremDnnlConv3x3WeightGrad), platform='cpu')
-  return compat.load_cpu_kernels(register)
+  except OSError:
+    # Built, but oneDNN's library (the onednn-cpu-gomp wheel) or GNU OpenMP is not installed:
+    # the convolutions run on our kernels or XLA's, as without oneDNN.
+    return None
+  def register():
+    for target, symbol in ((_DNNL_FORWARD, 'FremDnnlConv3x3'),
+                           (_DNNL_INPUT_GRAD, 'FremDnnlConv3x3InputGrad'),
+                           (_DNNL_WEIGHT_GRAD, 'FremDnnlConv3x3WeightGrad')):
+      jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+                                  platform='cpu')
+  loaded = compat.load_cpu_kernels(register, 'oneDNN', "the project's kernels or XLA's convolutions")
+  return library if loaded else None
+
+
+def onednn_available() -> bool:
+  """Whether the oneDNN convolutions are built and load here; registers them on first call."""
+  return _onednn_library() is not None
 
 
 def onednn_info() -> str:
-  """oneDNN's version and the ISA it runs on, or '' where it is not available."""
-  if not onednn_available():
+  """oneDNN's version and the ISA it runs on (dnnl::cpu_isa's value), or '' where it is not available."""
+  library = _onednn_library()
+  if library is None:
     return ''
-  library = ctypes.CDLL(importlib.util.find_spec(_ONEDNN_LIBRARY).origin)
   library.FremDnnlInfo.restype = ctypes.c_char_p
   return library.FremDnnlInfo().decode()
 
 
-def _dnnl_call(target, shape, dtype, flags, *args):
+def onednn_threads() -> int:
+  """The OpenMP team size of the latest oneDNN call (0 before any): XLA's intra-op pool's."""
+  library = _onednn_library()
+  return library.FremDnnlThreads() if library is not None else 0
+
+
+def _dnnl_call(target: str, shape: tuple, dtype, *args: jax.Array) -> jax.Array:
   if not onednn_available():
-    raise RuntimeError('oneDNN is not built in this install')
+    raise RuntimeError(ONEDNN_NOT_BUILT)
   return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, dtype),
-                          vmap_method=VMAP_METHOD)(*args, flags=flags)
+                          vmap_method=VMAP_METHOD)(*args)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def onednn_conv3x3(x: jax.Array, kernel: jax.Array, compute_dtype=None,
-                   flags: int = DNNL_PREFERRED_WEIGHTS) -> jax.Array:
-  """3x3 SAME convolution of x [N, H, W, C] with kernel [3, 3, C, O] on oneDNN, in x's dtype.
+class Plan(NamedTuple):
+  """Who computes each part of a 3x3 convolution: 'onednn', 'kernel' (ours) or 'xla'.
 
-  `compute_dtype` (None: x's) is float32 or bfloat16: x and the kernel are cast
-  to it, oneDNN accumulates in float32 and writes x's dtype; the kernel's
-  gradient is summed in float32 and returned in the kernel's dtype.
+  `dtype`: 'float32', or 'bfloat16' (oneDNN only): x and the kernel are cast to
+  it inside the convolution; the output has x's dtype, the kernel's gradient
+  is summed in float32 and returned in the kernel's.
   """
-  return _onednn_fwd(x, kernel, compute_dtype, flags)[0]
+  forward: str
+  input_grad: str
+  weight_grad: str
+  dtype: str = 'float32'
 
 
-def _onednn_fwd(x, kernel, compute_dtype, flags):
-  dtype = jnp.dtype(compute_dtype or x.dtype)
-  xc, kc = x.astype(dtype), kernel.astype(dtype)
-  y = _dnnl_call(_DNNL_FORWARD, x.shape[:3] + (kernel.shape[3],), x.dtype, flags, xc, kc)
-  # (An empty array carries the kernel's dtype; dy has x's.)
+def _flipped(kernel):
+  # The input gradient is the convolution of dy with the flipped, transposed kernel.
+  return jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def planned_conv3x3(x: jax.Array, kernel: jax.Array, plan: Plan) -> jax.Array:
+  """y = 3x3 SAME convolution of x [N, H, W, C] with kernel [3, 3, C, O], its parts computed as `plan` says."""
+  return _planned_fwd(x, kernel, plan)[0]
+
+
+def _planned_fwd(x, kernel, plan):
+  xc, kc = x.astype(plan.dtype), kernel.astype(plan.dtype)
+  if plan.forward == 'onednn':
+    y = _dnnl_call(_DNNL_FORWARD, x.shape[:3] + (kernel.shape[3],), x.dtype, xc, kc)
+  elif plan.forward == 'kernel':
+    y = _forward(xc, kc)
+  else:
+    y = _xla_conv3x3(xc, kc).astype(x.dtype)
+  # An empty array carries the kernel's dtype (dy has x's).
   return y, (xc, kc, jnp.zeros((0,), kernel.dtype))
 
 
-def _onednn_bwd(compute_dtype, flags, residuals, dy):
+def _planned_bwd(plan, residuals, dy):
   xc, kc, kernel_dtype = residuals
   dyc = dy.astype(xc.dtype)
-  dx = _dnnl_call(_DNNL_INPUT_GRAD, xc.shape, dy.dtype, flags, dyc, kc)
-  dk = _dnnl_call(_DNNL_WEIGHT_GRAD, kc.shape, jnp.float32, flags, xc, dyc)
+  if plan.input_grad == 'onednn':
+    dx = _dnnl_call(_DNNL_INPUT_GRAD, xc.shape, dy.dtype, dyc, kc)
+  elif plan.input_grad == 'kernel':
+    dx = _forward(dyc, _flipped(kc))
+  else:
+    dx = _xla_conv3x3(dyc, _flipped(kc)).astype(dy.dtype)
+  if plan.weight_grad == 'onednn':
+    dk = _dnnl_call(_DNNL_WEIGHT_GRAD, kc.shape, jnp.float32, xc, dyc)
+  elif plan.weight_grad == 'kernel':
+    dk = _weight_grad(xc, dyc)
+  else:
+    dk = jax.vjp(lambda k: _xla_conv3x3(xc, k), kc)[1](dyc)[0]
   return dx, dk.astype(kernel_dtype.dtype)
 
 
-onednn_conv3x3.defvjp(_onednn_fwd, _onednn_bwd)
+planned_conv3x3.defvjp(_planned_fwd, _planned_bwd)
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """y = 3x3 SAME convolution of x [N, H, W, C] with kernel [3, 3, C, O] on our kernels (float32, O a multiple of 16)."""
+  # The input gradient of C channels not a multiple of 16 (the first layer's 1 or 3, usually
+  # unused) by XLA.
+  return planned_conv3x3(x, kernel, Plan('kernel', 'kernel' if x.shape[3] % _LANES == 0 else 'xla',
+                                         'kernel'))
+
+
+def onednn_conv3x3(x: jax.Array, kernel: jax.Array, compute_dtype=None) -> jax.Array:
+  """y = 3x3 SAME convolution of x [N, H, W, C] with kernel [3, 3, C, O], all on oneDNN, in x's dtype.
+
+  `compute_dtype` (None: x's): float32 or bfloat16, see `Plan`.
+  """
+  dtype = jnp.dtype(compute_dtype or x.dtype).name
+  return planned_conv3x3(x, kernel, Plan('onednn', 'onednn', 'onednn', dtype))
+
+
+# `auto`: measured part by part on the U-Net's layers at 256², batch 4 (launch/bench_conv_layers.py
+# --per_op; AMD EPYC with AVX-512, 2 shared cores, 2026-12-05): oneDNN's forward and input
+# gradient took 10-33 % less time than our kernels in sum over the model's layers, its float32
+# weight gradient 21-33 % more (docs/performance.md).
+IMPLEMENTATIONS = ('auto', 'onednn', 'kernel', 'xla', 'onednn_bf16')
+
+
+def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> Optional[Plan]:
+  """The plan of a 3x3 conv of `c_in` -> `c_out` channels of `dtype` here; None: XLA's convolution alone.
+
+  `implementation`: 'auto' (part by part the fastest built: oneDNN's forward
+  and input gradient, our weight gradient), 'onednn', 'kernel', 'xla', or
+  'onednn_bf16' (all on oneDNN in bfloat16; not float32-exact). A part that
+  it cannot compute here goes to the next in that order, XLA last. Off the
+  CPU backend, or for other dtypes than float32, always None.
+  """
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f'conv3x3 implementation {implementation!r}: one of {IMPLEMENTATIONS}')
+  if jnp.dtype(dtype) != jnp.float32 or jax.default_backend() != 'cpu':
+    return None
+  onednn = implementation in ('auto', 'onednn', 'onednn_bf16') and onednn_available()
+  if implementation == 'onednn_bf16':
+    return Plan('onednn', 'onednn', 'onednn', 'bfloat16') if onednn else None
+  kernel = implementation in ('auto', 'kernel') and fits(c_out, dtype) and available()
+  kernel_dx = kernel and c_in % _LANES == 0
+  plan = Plan('onednn' if onednn else 'kernel' if kernel else 'xla',
+              'onednn' if onednn else 'kernel' if kernel_dx else 'xla',
+              'kernel' if kernel else 'onednn' if onednn else 'xla')
+  return None if plan == Plan('xla', 'xla', 'xla') else plan
 
 
 @jax.custom_vjp

@@ -1,7 +1,8 @@
 """Drop-in layers for `UNetSE` that are fast on XLA:CPU: flax's parameters and outputs, other arithmetic.
 
-`Conv` for `nn.Conv` (stride 1, SAME): the stages' 3x3 convolutions on this
-project's XLA:CPU kernels where they fit (`ffi.uses_kernel`), else XLA's; a
+`Conv` for `nn.Conv` (stride 1, SAME): the stages' 3x3 convolutions on
+oneDNN and this project's XLA:CPU kernels where built (`ffi.conv3x3_plan`:
+oneDNN's forward and input gradient, our weight gradient), else XLA's; a
 1x1 convolution (the class head) as a matrix product: XLA:CPU computes
 `nn.Conv`'s kernel gradient as a 256x256-window convolution of a transposed
 copy of the input (50 ms of the paper model's step at batch 4).
@@ -37,13 +38,17 @@ class Conv(nn.Module):
     features: output channels.
     kernel_size: (kh, kw).
     use_bias: add a bias, as `nn.Conv`.
-    kernels: use the C++ kernels where they fit (False: XLA's convolution;
-      the tests compare both).
+    kernels: use oneDNN and the C++ kernels where they fit (False: XLA's
+      convolution; the tests compare both).
+    implementation: of the 3x3 convolutions where `kernels`: 'auto' (the
+      fastest measured, part by part), 'onednn', 'kernel', 'xla' or
+      'onednn_bf16' (`ffi.conv3x3_plan`; for benchmarks and tests).
   """
   features: int
   kernel_size: Sequence[int] = (3, 3)
   use_bias: bool = True
   kernels: bool = True
+  implementation: str = 'auto'
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -52,8 +57,9 @@ class Conv(nn.Module):
                         (kh, kw, x.shape[-1], self.features), jnp.float32)
     if (kh, kw) == (1, 1):
       y = jnp.einsum('nhwc,ck->nhwk', x, kernel[0, 0], precision=jax.lax.Precision.HIGHEST)
-    elif (kh, kw) == (3, 3) and self.kernels and ffi.uses_kernel(self.features, x.dtype):
-      y = ffi.conv3x3(x, kernel)
+    elif (kh, kw) == (3, 3) and self.kernels and (plan := ffi.conv3x3_plan(
+        x.shape[-1], self.features, x.dtype, self.implementation)):
+      y = ffi.planned_conv3x3(x, kernel, plan)
     else:
       y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
     if self.use_bias:

@@ -3,15 +3,16 @@
 // (frem_jax/cpu/ffi.py). Built only where oneDNN's headers and library are
 // installed (setup.py; the onednn-*-cpu-gomp wheels).
 //
-// Targets, all with the attribute `flags` (bit 0: weights in the layout
-// oneDNN prefers, reordered from and to HWIO on every call; bit 1:
-// algorithm::convolution_auto instead of convolution_direct):
+// Targets (direct convolution; the weights are reordered on every call between
+// HWIO and the layout oneDNN prefers, format_tag::any: with HWIO as they are,
+// fwd+bwd was 2-5x slower, and convolution_auto picks the same
+// implementations as convolution_direct on AVX-512):
 //   frem_dnnl_conv3x3     y  = conv(x, k)           x [N,H,W,C], k [3,3,C,O]
 //   frem_dnnl_conv3x3_dx  dx = conv_bwd_data(dy, k) dy [N,H,W,O], k [3,3,C,O]
 //   frem_dnnl_conv3x3_dw  dk = conv_bwd_weights(x, dy), always float32
 // x, k and dy are float32, or bfloat16 (then y and dx may be float32 or
 // bfloat16: the result buffer's type says which). Primitives are built once
-// per shape, types and flags, and cached.
+// per shape and types, and cached.
 //
 // Threads: oneDNN here runs on GNU OpenMP; each call sets the calling
 // thread's OpenMP team to the size of XLA's intra-op pool (or
@@ -41,8 +42,6 @@ using Tag = memory::format_tag;
 using Type = memory::data_type;
 
 enum Op { kForward, kBackwardData, kBackwardWeights };
-constexpr int64_t kPreferredWeights = 1;
-constexpr int64_t kAutoAlgorithm = 2;
 
 dnnl::engine& Engine() {
   static dnnl::engine* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
@@ -53,10 +52,9 @@ struct Key {
   int op;
   int64_t n, h, w, c, o;
   Type act, out;  // the activations' type (x or dy), the result's type
-  int64_t flags;
   bool operator<(const Key& b) const {
-    return std::tie(op, n, h, w, c, o, act, out, flags) <
-           std::tie(b.op, b.n, b.h, b.w, b.c, b.o, b.act, b.out, b.flags);
+    return std::tie(op, n, h, w, c, o, act, out) <
+           std::tie(b.op, b.n, b.h, b.w, b.c, b.o, b.act, b.out);
   }
 };
 
@@ -78,13 +76,8 @@ std::shared_ptr<Plan> MakePlan(const Key& k) {
   const Type wt = k.act;  // the kernel has the activations' type (f32 or bf16)
   const Type weights_type = k.op == kBackwardWeights ? Type::f32 : wt;
   const memory::desc hwio({k.o, k.c, 3, 3}, weights_type, Tag::hwio);
-  const memory::desc weights_any =
-      (k.flags & kPreferredWeights)
-          ? memory::desc({k.o, k.c, 3, 3}, weights_type, Tag::any)
-          : hwio;
-  const auto algorithm = (k.flags & kAutoAlgorithm)
-                             ? dnnl::algorithm::convolution_auto
-                             : dnnl::algorithm::convolution_direct;
+  const memory::desc weights_any({k.o, k.c, 3, 3}, weights_type, Tag::any);
+  const auto algorithm = dnnl::algorithm::convolution_direct;
   const memory::dims strides{1, 1}, pad{1, 1};
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -111,10 +104,7 @@ std::shared_ptr<Plan> MakePlan(const Key& k) {
     plan->weights = pd.weights_desc();
     plan->scratchpad = pd.scratchpad_desc();
   } else {
-    const memory::desc hint_weights =
-        (k.flags & kPreferredWeights)
-            ? memory::desc({k.o, k.c, 3, 3}, wt, Tag::any)
-            : memory::desc({k.o, k.c, 3, 3}, wt, Tag::hwio);
+    const memory::desc hint_weights({k.o, k.c, 3, 3}, wt, Tag::any);
     dnnl::convolution_forward::primitive_desc hint(
         engine, dnnl::prop_kind::forward_training, algorithm, x_like(k.act),
         hint_weights, y_like(k.act), strides, pad, pad);
@@ -174,8 +164,7 @@ Type ToDnnl(ffi::DataType t) {
 }
 
 ffi::Error Run(ffi::ThreadPool& pool, Op op, ffi::AnyBuffer a,
-               ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
-               int64_t flags) {
+               ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out) {
   const auto ad = a.dimensions(), bd = b.dimensions(), od = out->dimensions();
   if (ad.size() != 4 || bd.size() != 4 || od.size() != 4)
     return ffi::Error::InvalidArgument("frem_dnnl_conv3x3: rank-4 arrays");
@@ -188,7 +177,7 @@ ffi::Error Run(ffi::ThreadPool& pool, Op op, ffi::AnyBuffer a,
     return ffi::Error::InvalidArgument(
         "frem_dnnl_conv3x3: f32 or bf16 inputs of one type; f32 results of "
         "f32 inputs; f32 weight gradients");
-  Key key{op, ad[0], ad[1], ad[2], 0, 0, ToDnnl(at), ToDnnl(ot), flags};
+  Key key{op, ad[0], ad[1], ad[2], 0, 0, ToDnnl(at), ToDnnl(ot)};
   // (a, b, out): forward (x, k, y), backward data (dy, k, dx), weights (x, dy, dk).
   const auto& k_dims = op == kBackwardWeights ? od : bd;
   key.c = k_dims[2];
@@ -264,8 +253,8 @@ ffi::Error Run(ffi::ThreadPool& pool, Op op, ffi::AnyBuffer a,
 
 template <Op op>
 ffi::Error Handler(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
-                   ffi::Result<ffi::AnyBuffer> out, int64_t flags) {
-  return Run(pool, op, a, b, out, flags);
+                   ffi::Result<ffi::AnyBuffer> out) {
+  return Run(pool, op, a, b, out);
 }
 
 auto Binding() {
@@ -273,8 +262,7 @@ auto Binding() {
       .Ctx<ffi::ThreadPool>()
       .Arg<ffi::AnyBuffer>()
       .Arg<ffi::AnyBuffer>()
-      .Ret<ffi::AnyBuffer>()
-      .Attr<int64_t>("flags");
+      .Ret<ffi::AnyBuffer>();
 }
 
 }  // namespace
