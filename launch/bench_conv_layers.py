@@ -10,9 +10,8 @@ and kernel gradients; the first layer's input gradient is not computed, as in tr
 of:
   xla          jax.lax.conv_general_dilated, float32
   kernel       frem_jax.cpu.ffi.conv3x3 (the project's hand-written kernels)
-  onednn       frem_jax.cpu.ffi.onednn_conv3x3, float32 (oneDNN's preferred weight layout)
-  onednn_hwio  the same with the weights used as HWIO (no reorder)
-  onednn_auto  the same as onednn, with convolution_auto
+  onednn       frem_jax.cpu.ffi.onednn_conv3x3, float32
+  auto         the layers' default plan: oneDNN's forward and input gradient, our weight gradient
   onednn_bf16  oneDNN in bfloat16: bf16 activations in and out, float32 kernel cast
                inside, kernel gradient summed in float32
   xla_bf16     XLA's convolution of bf16 activations and a bf16 kernel
@@ -63,12 +62,10 @@ def implementations():
   impls = {
       'xla': (jnp.float32, xla),
       'kernel': (jnp.float32, ffi.conv3x3),
-      'onednn': (jnp.float32, lambda x, k: ffi.onednn_conv3x3(x, k, None, ffi.DNNL_PREFERRED_WEIGHTS)),
-      'onednn_hwio': (jnp.float32, lambda x, k: ffi.onednn_conv3x3(x, k, None, 0)),
-      'onednn_auto': (jnp.float32, lambda x, k: ffi.onednn_conv3x3(
-          x, k, None, ffi.DNNL_PREFERRED_WEIGHTS | ffi.DNNL_AUTO)),
-      'onednn_bf16': (jnp.bfloat16, lambda x, k: ffi.onednn_conv3x3(
-          x, k, jnp.bfloat16, ffi.DNNL_PREFERRED_WEIGHTS)),
+      'onednn': (jnp.float32, ffi.onednn_conv3x3),
+      'auto': (jnp.float32, lambda x, k: ffi.planned_conv3x3(
+          x, k, ffi.conv3x3_plan(x.shape[3], k.shape[3], x.dtype))),
+      'onednn_bf16': (jnp.bfloat16, lambda x, k: ffi.onednn_conv3x3(x, k, jnp.bfloat16)),
       'xla_bf16': (jnp.bfloat16, lambda x, k: xla(x, k.astype(jnp.bfloat16))),
   }
   return impls
@@ -96,15 +93,15 @@ def build_ops(shape):
   k = jax.random.normal(kk, (3, 3, ci, co), jnp.float32) * 0.1
   dy = jax.random.normal(kg, (n, res, res, co), jnp.float32)
   flip = lambda k: jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2)
-  f32, pref = jnp.float32, ffi.DNNL_PREFERRED_WEIGHTS
+  f32 = jnp.float32
   ops = {
       'fwd': {'kernel': (ffi._forward, x, k),
-              'onednn': (lambda x, k: ffi._dnnl_call(ffi._DNNL_FORWARD, x.shape[:3] + (co,), f32, pref, x, k), x, k)},
+              'onednn': (lambda x, k: ffi._dnnl_call(ffi._DNNL_FORWARD, x.shape[:3] + (co,), f32, x, k), x, k)},
       'dx': {'kernel': (lambda dy, k: ffi._forward(dy, flip(k)) if ci % 16 == 0 else
                         jax.lax.conv_general_dilated(dy, flip(k), (1, 1), 'SAME', dimension_numbers=_DIMENSIONS), dy, k),
-             'onednn': (lambda dy, k: ffi._dnnl_call(ffi._DNNL_INPUT_GRAD, x.shape, f32, pref, dy, k), dy, k)},
+             'onednn': (lambda dy, k: ffi._dnnl_call(ffi._DNNL_INPUT_GRAD, x.shape, f32, dy, k), dy, k)},
       'dw': {'kernel': (ffi._weight_grad, x, dy),
-             'onednn': (lambda x, dy: ffi._dnnl_call(ffi._DNNL_WEIGHT_GRAD, k.shape, f32, pref, x, dy), x, dy)},
+             'onednn': (lambda x, dy: ffi._dnnl_call(ffi._DNNL_WEIGHT_GRAD, k.shape, f32, x, dy), x, dy)},
   }
   out = {}
   for op, impls in ops.items():
