@@ -18,8 +18,9 @@ def _wheel_folder(distribution: str, file_name: str):
   except importlib.metadata.PackageNotFoundError:
     return None
   for f in files:
-    if f.as_posix().endswith('/' + file_name):
-      return os.path.dirname(os.path.realpath(f.locate()))
+    path = os.path.realpath(f.locate())  # (wheel data files are listed as ../../lib/..., relative)
+    if path.endswith(os.sep + file_name):
+      return os.path.dirname(path)
   return None
 
 
