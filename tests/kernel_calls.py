@@ -1,12 +1,27 @@
-"""Which of this project's CPU kernels a lowered jax program calls (its `frem_*` custom calls)."""
+"""Which of this project's CPU kernels (and oneDNN's convolutions) a lowered jax program calls (its `frem_*` custom calls)."""
 
 import re
 
-# The XLA FFI targets the CPU kernels register (frem_jax/cpu/ffi.py): 3x3 conv forward (also its
-# input gradient) and weight gradient; 2x2 up-conv forward, input and kernel gradients.
-TRAIN_TARGETS = frozenset({'frem_conv3x3', 'frem_conv3x3_dw', 'frem_upconv2x2', 'frem_upconv2x2_dx',
-                           'frem_upconv2x2_dk'})
-INFERENCE_TARGETS = frozenset({'frem_conv3x3', 'frem_upconv2x2'})
+from frem_jax.cpu import ffi
+
+_UP_TRAIN = {'frem_upconv2x2', 'frem_upconv2x2_dx', 'frem_upconv2x2_dk'}
+
+
+def train_targets() -> frozenset:
+  """The XLA FFI targets of a train step of the CPU wing's layers (frem_jax/cpu/ffi.py).
+
+  Without oneDNN: our 3x3 conv forward (also its input gradient) and weight
+  gradient; with it (`ffi.conv3x3_plan`): oneDNN's forward and input gradient,
+  our weight gradient. Both: the 2x2 up-conv forward, input and kernel gradients.
+  """
+  if ffi.onednn_available():
+    return frozenset({'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx', 'frem_conv3x3_dw', *_UP_TRAIN})
+  return frozenset({'frem_conv3x3', 'frem_conv3x3_dw', *_UP_TRAIN})
+
+
+def inference_targets() -> frozenset:
+  """The XLA FFI targets of the CPU wing's inference: the 3x3 conv forward and the 2x2 up-conv forward."""
+  return frozenset({'frem_dnnl_conv3x3' if ffi.onednn_available() else 'frem_conv3x3', 'frem_upconv2x2'})
 
 
 def kernel_calls(lowered) -> set:

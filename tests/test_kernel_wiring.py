@@ -9,7 +9,7 @@ from frem_jax import epochs
 from frem_jax import parallel
 from frem_jax import randomness
 from frem_jax import steps
-from tests.kernel_calls import INFERENCE_TARGETS, TRAIN_TARGETS, kernel_calls
+from tests.kernel_calls import inference_targets, kernel_calls, train_targets
 from tests.tiny import tiny_config
 
 
@@ -32,8 +32,8 @@ def lowered_steps(layers):
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the kernels are XLA:CPU custom calls')
 def test_auto_model_runs_its_convolutions_on_the_cpu_kernels():
   train_step, inference = lowered_steps('auto')
-  assert kernel_calls(train_step) == TRAIN_TARGETS
-  assert kernel_calls(inference) == INFERENCE_TARGETS
+  assert kernel_calls(train_step) == train_targets()
+  assert kernel_calls(inference) == inference_targets()
   # The XLA model has none: the check above tells the two apart.
   train_step, inference = lowered_steps('flax')
   assert kernel_calls(train_step) == set() and kernel_calls(inference) == set()

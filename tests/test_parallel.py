@@ -10,7 +10,7 @@ import pytest
 
 from frem_jax import parallel
 from frem_jax.errors import UserError
-from tests.kernel_calls import TRAIN_TARGETS
+from tests.kernel_calls import train_targets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +31,7 @@ def test_two_devices_follow_the_one_device_trajectory(trajectories, parallelism)
   assert len(one) == 4 and np.all(np.isfinite(one))
   np.testing.assert_allclose(two, one, rtol=1e-4)
   # ... with the CPU kernels on 2 devices, not XLA's convolutions compared with themselves.
-  assert set(trajectories['kernels'][parallelism]) == TRAIN_TARGETS
+  assert set(trajectories['kernels'][parallelism]) == train_targets()
 
 
 def test_jit_and_pmap_agree(trajectories):
