@@ -59,4 +59,7 @@ class FREM(nn.Module):
       return x
     if rng is None:
       rng = self.make_rng(self.rng_collection)
-    return x * enhancement_scale(rng, x.shape[-1], num_selected, factor, x.dtype)
+    # X multiplies in float32, rounded once to x's dtype: bfloat16 (`half_precision`) would
+    # store X = 10000 as 9984 before multiplying.
+    scale = enhancement_scale(rng, x.shape[-1], num_selected, factor, jnp.float32)
+    return (x.astype(jnp.float32) * scale).astype(x.dtype)
