@@ -17,6 +17,7 @@ from frem_jax.errors import UserError
 from frem_jax.model.frem import FREM, selected_channels
 from frem_jax.model.se_block import SEBlock
 from frem_jax.model.unet import Enhancement
+from frem_jax.search import space as search_space
 from frem_jax.train import population
 from tests.kernel_calls import kernel_calls
 from tests.tiny import DATA_DIR, tiny_config
@@ -196,3 +197,8 @@ def test_a_bfloat16_population_step_keeps_float32_states(trained):
 def test_population_members_share_one_precision():
   with pytest.raises(UserError, match=r'member 1 differs from member 0 in half_precision \(False -> True\)'):
     population.check_members([tiny_config(), tiny_config(half_precision=True)])
+
+
+def test_a_sweeps_trials_keep_its_precision():
+  trial = search_space.trial_config(tiny_config(half_precision=True), 'frem', {'num_selected': 3, 'factor': 7.0})
+  assert trial.half_precision is True and trial.frem.factor == 7.0
