@@ -10,9 +10,9 @@ class SEBlock(nn.Module):
   squeeze (global average pool) -> Dense(C / reduction) -> ReLU -> Dense(C)
   -> sigmoid -> channel-wise scale.
 
-  The gate is computed in float32 whatever x's dtype: it is only N x C values,
-  and a bfloat16 mean over all pixels (`half_precision`) would round away what
-  the gate is made of. Only the rescaling runs in x's dtype.
+  The squeeze and the gate are computed in float32 whatever x's dtype: they are
+  only N x C values, and in bfloat16 (`half_precision`) each channel's mean and
+  its gate would keep 3 significant digits. Only the rescaling runs in x's dtype.
 
   Attributes:
     reduction: the squeeze ratio r (`model.se_reduction`).
