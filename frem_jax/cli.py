@@ -7,13 +7,16 @@ through `user_errors_exit()`.
 """
 
 import contextlib
+import functools
 import json
 import logging
+import os
 import re
 import sys
 
 from absl import flags
 
+import frem_jax
 from frem_jax.cpu import malloc
 from frem_jax.errors import UserError
 
@@ -86,11 +89,23 @@ def define_config_flag(required: bool = True, default: str = None) -> None:
 _EXPECTED_WARNINGS = ('Using custom data configuration',)
 
 
+# The installed package's folder: our records are those logged from a file inside it. A substring
+# such as '/frem_jax/' would also match a checkout named frem_jax (what `git clone` makes) whose
+# venv, inside it, holds orbax and jax. (launch/ scripts print their results; none logs through absl.)
+_PACKAGE_DIR = os.path.normcase(os.path.realpath(os.path.dirname(frem_jax.__file__)))
+
+
+@functools.lru_cache(maxsize=256)
+def _is_ours(pathname: str) -> bool:
+  """Whether a record's file lies inside the package folder (cached: a logging file is asked again and again)."""
+  return os.path.normcase(os.path.realpath(pathname)).startswith(_PACKAGE_DIR + os.sep)
+
+
 class _OwnInfoOnly(logging.Filter):
   """Passes our INFO lines and everyone's warnings, minus the `_EXPECTED_WARNINGS`."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    if '/frem_jax/' in record.pathname.replace('\\', '/'):
+    if _is_ours(record.pathname):
       return True
     return record.levelno >= logging.WARNING and not any(w in str(record.msg) for w in _EXPECTED_WARNINGS)
 
