@@ -17,6 +17,7 @@ import sys
 from absl import flags
 
 import frem_jax
+from frem_jax import compilation_cache
 from frem_jax.cpu import malloc
 from frem_jax.errors import UserError
 
@@ -151,16 +152,22 @@ def user_errors_exit():
     sys.exit(1)
 
 
-def begin(argv: list[str], positional: bool = False) -> list[str]:
-  """What every entry point does first: tune malloc for XLA:CPU, quiet the libraries' logs.
+def begin(argv: list[str], positional: bool = False, times_compiles: bool = False) -> list[str]:
+  """What every entry point does first: tune malloc for XLA:CPU, use the compilation cache, quiet the libraries' logs.
 
   Returns the positional arguments, which only a command that takes them
-  (`positional`) accepts; the others refuse them with one line.
+  (`positional`) accepts; the others refuse them with one line. A command
+  that reports compile seconds (`times_compiles`: the benchmarks) compiles
+  without the persistent cache.
   """
   if len(argv) > 1 and not positional:
     from absl import app  # pylint: disable=g-import-not-at-top
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   malloc.tune_malloc_for_cpu()
+  if times_compiles:
+    compilation_cache.turn_off()
+  else:
+    compilation_cache.use_compilation_cache()
   quiet_library_logs()
   return list(argv[1:])
 
