@@ -109,7 +109,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  cli.begin(argv)
+  cli.begin(argv, times_compiles=True)  # its compile_s must be a compile, not a load from the cache
   with cli.user_errors_exit():
     populations = cli.positive_ints('population', FLAGS.population, 'sizes K')
     config = cli.config_from_flag('config')
