@@ -60,11 +60,14 @@ def create_train_state(model: nn.Module, key: jax.Array, image_shape: tuple,
 
 def train_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: jax.Array, *,
                frem_enabled: bool, supervision_enabled: bool,
-               axis_name: Optional[str] = None) -> tuple[TrainState, dict]:
+               axis_name: Optional[str] = None,
+               frem_channels: Optional[jax.Array] = None) -> tuple[TrainState, dict]:
   """One Adam step on softmax cross-entropy, with FREM and/or SuperVision as configured.
 
   Loss = (1 - λ) L_final + λ L_sup with SuperVision, L_final otherwise.
-  `frem_key` decides FREM's channels (one key per epoch). With `axis_name`
+  `frem_key` decides FREM's channels (one key per epoch). `frem_channels`, if
+  given, is the [C] mask of the channels to enhance, drawn by the caller from
+  that key (a population's step: train/population.py). With `axis_name`
   (pmap), gradients and metrics are averaged over that axis.
 
   Returns:
@@ -72,7 +75,7 @@ def train_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: j
   """
 
   def loss_fn(params):
-    enhancement = Enhancement(hparams.num_selected, hparams.factor) if frem_enabled else None
+    enhancement = Enhancement(hparams.num_selected, hparams.factor, frem_channels) if frem_enabled else None
     out, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
         enhancement=enhancement, rngs={'frem': frem_key}, mutable=['batch_stats'])

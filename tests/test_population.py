@@ -30,9 +30,10 @@ def read_jsonl(path):
     return [json.loads(line) for line in f if line.strip()]
 
 
-# Member values (B, X): FREM as configured, B=0 (FREM is then the identity: the baseline), and all 16
-# channels at a small X.
-MEMBERS = [(5, 20.0), (0, 20.0), (16, 3.0)]
+# Member values (B, X): FREM as configured, B=0 (FREM is then the identity: the baseline), and 12 of
+# the 16 channels at a small X. Members after the first with a real draw (0 < B < C) check that
+# each member enhances its single run's channels.
+MEMBERS = [(5, 20.0), (0, 20.0), (12, 3.0)]
 
 
 def member_config(b, x, **overrides):
@@ -78,7 +79,7 @@ def test_members_train_with_their_own_b_and_x(population_and_single_runs):
   # B=0 enhances nothing: that member is the baseline (FREM off) ...
   np.testing.assert_allclose(losses[1], baseline_losses, rtol=LOSS_RTOL)
   # ... while its neighbours, in the same steps, are not: their own B and X act on them.
-  # (Measured: 2.4e-3 and 4.1e-3 relative, 240x and 410x the tolerance.)
+  # (Measured: 4.1e-3 and 1.5e-3 relative, 410x and 150x the tolerance; 2.6e-3 between them.)
   for i in (0, 2):
     assert np.max(np.abs(np.array(losses[i]) / np.array(baseline_losses) - 1)) > 50 * LOSS_RTOL
   assert np.max(np.abs(np.array(losses[0]) / np.array(losses[2]) - 1)) > 50 * LOSS_RTOL

@@ -37,7 +37,7 @@ from frem_jax.config_validation import validate_config
 from frem_jax.errors import TrainingDiverged
 from frem_jax.filenames import RESULTS_FILE
 from frem_jax.metric_logging import MetricLogger
-from frem_jax.model import frem as frem_lib
+from frem_jax.model import unet
 from frem_jax.train import population
 
 
@@ -232,7 +232,7 @@ def _validation_scalars(config, data: input_pipeline.Dataset, sums: dict, key: j
   val = metrics.summarize(sums['confusion'], data.class_names)
   scalars = {'val/miou': val['miou']}
   scalars.update({f'val/iou/{k}': v for k, v in val['iou_per_class'].items()})
-  enhanced = (np.asarray(frem_lib.selected_channels(key, config.model.features[-1], config.frem.num_selected))
+  enhanced = (np.asarray(unet.frem_channels(key, config.model.features[-1], config.frem.num_selected))
               if config.frem.enabled else None)
   scalars.update(feature_stats(sums, enhanced))
   return scalars
@@ -354,7 +354,7 @@ def _train_together(configs, runs, data: input_pipeline.Dataset, start_epoch: in
   split = data.splits['train']
   hparams = jax.device_put(population.stack([hyperparams(c) for c in configs]), device)
   states = jax.device_put(population.stack([run.state for run in runs]), device)
-  step = population.jit_train_step(config.frem.enabled, config.supervision.enabled)
+  step = population.jit_train_step(config.frem.enabled, config.supervision.enabled, config.model.features[-1])
   eval_fn = population.jit_eval_step(data.num_classes)
   on_device = config.data_on_device and not config.dataset.augment
   if on_device:
