@@ -56,6 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.frem.num_selected = 162
   config.frem.factor = 632.0
   config.frem.mode = 'random'  # 'random': re-drawn every epoch; 'fixed': one set for the run
+  # When 'random' channels are re-drawn: 'epoch' (the paper: every step of an epoch enhances the same
+  # channels) or 'step' (a new draw every training step).
+  config.frem.redraw = 'epoch'
 
   # SuperVision: loss = (1 - λ) L_final + λ L_sup, λ = weight.
   config.supervision = ml_collections.ConfigDict()

@@ -17,6 +17,7 @@ from frem_jax import randomness
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.errors import TrainingDiverged, UserError
+from frem_jax.model import frem
 from tests import recompute
 from tests.tiny import DATA_DIR, tiny_config
 
@@ -24,8 +25,8 @@ from tests.tiny import DATA_DIR, tiny_config
 MESH = parallel.make_mesh(jax.local_devices()[:1])
 
 
-def single_device_step(frem_enabled, supervision_enabled):
-  return epochs.jit_train_step(frem_enabled, supervision_enabled, MESH)
+def single_device_step(frem_enabled, supervision_enabled, frem_redraw='epoch'):
+  return epochs.jit_train_step(frem_enabled, supervision_enabled, MESH, frem_redraw)
 
 
 def placed_state(model):
@@ -101,6 +102,35 @@ def test_index_batches_match_the_host_batches():
   split = input_pipeline.Split(np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1), np.zeros((10, 1, 1), np.int32))
   host = [b['image'].ravel().astype(int).tolist() for b in input_pipeline.train_batches(split, 3, 7, 4)]
   assert epochs.index_batches(10, 3, 7, 4).tolist() == host
+
+
+def test_redraw_step_enhances_other_channels_every_step_from_the_step_counter():
+  """frem.redraw='step': step i of an epoch uses frem_step_key(epoch key, i), whichever B and X, without recompiling."""
+  config = tiny_config()
+  data = datasets.load_dataset(config, DATA_DIR)
+  state = placed_state(build.build_model(config, data.num_classes))
+  batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
+  key = randomness.frem_epoch_key(0, 1, 'random')
+  per_step, per_epoch = single_device_step(True, False, 'step'), single_device_step(True, False)
+  before = per_step._cache_size()
+
+  def at_step(fn, i, hp, frem_key):  # the same state, as if it were step i (steps donate their state)
+    return fn(jax.tree.map(jax.numpy.copy, state.replace(step=jax.numpy.asarray(i, jax.numpy.int32))), batch, hp,
+              frem_key)
+
+  for hp in (steps.make_hyperparams(5, 20.0, 0.0), steps.make_hyperparams(12, 3.0, 0.0)):
+    drawn = [at_step(per_step, i, hp, key) for i in (0, 1)]
+    assert float(drawn[0][1]['loss']) != float(drawn[1][1]['loss'])  # two steps, two draws
+    for i, (new_state, _) in enumerate(drawn):  # each the draw of its step's key, bit for bit
+      expected, _ = at_step(per_epoch, i, hp, randomness.frem_step_key(key, i))
+      for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(a, b)
+  # Under 'epoch' the step counter decides nothing.
+  hp = steps.make_hyperparams(5, 20.0, 0.0)
+  assert float(at_step(per_epoch, 0, hp, key)[1]['loss']) == float(at_step(per_epoch, 1, hp, key)[1]['loss'])
+  channels = [np.asarray(frem.selected_channels(randomness.frem_step_key(key, i), 16, 5)) for i in (0, 1)]
+  assert not np.array_equal(*channels)
+  assert per_step._cache_size() - before == 1  # B and X stay runtime values
 
 
 def test_frem_keys_change_every_epoch_unless_fixed():

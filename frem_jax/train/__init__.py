@@ -67,7 +67,9 @@ def feature_stats(sums: dict, enhanced: Optional[np.ndarray]) -> dict:
   features/all_sum: the deepest stage's activations summed over pixels and
   channels, per image (Fig. 9a); with FREM, features/enhanced_sum and
   features/other_sum split that sum into the `enhanced` channels (those FREM
-  enhanced in the epoch just trained) and the others (Fig. 9b, 9c).
+  enhanced in the epoch just trained) and the others (Fig. 9b, 9c). With
+  `enhanced` None (no FREM, or `frem.redraw='step'`, where an epoch has no one
+  set of enhanced channels) the split is left out.
   """
   channel_sum = sums['deepest_channel_sum']
   n = max(sums['num_images'], 1.0)
@@ -122,7 +124,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   runner = epochs_lib.EpochRunner(
       data.splits['train'], config.batch_size, config.seed, frem_enabled=config.frem.enabled,
       supervision_enabled=config.supervision.enabled, parallelism=config.parallelism,
-      data_on_device=config.data_on_device, augment=config.dataset.augment, devices=devices)
+      data_on_device=config.data_on_device, augment=config.dataset.augment, devices=devices,
+      frem_redraw=config.frem.redraw)
   run = open_run(workdir, state)
   try:
     state = _train_epochs(config, data, runner, run, on_epoch)
@@ -232,8 +235,9 @@ def _validation_scalars(config, data: input_pipeline.Dataset, sums: dict, key: j
   val = metrics.summarize(sums['confusion'], data.class_names)
   scalars = {'val/miou': val['miou']}
   scalars.update({f'val/iou/{k}': v for k, v in val['iou_per_class'].items()})
+  # Under frem.redraw='step' every step enhanced other channels: no one set to split by.
   enhanced = (np.asarray(unet.frem_channels(key, config.model.features[-1], config.frem.num_selected))
-              if config.frem.enabled else None)
+              if config.frem.enabled and config.frem.redraw == 'epoch' else None)
   scalars.update(feature_stats(sums, enhanced))
   return scalars
 
@@ -354,7 +358,8 @@ def _train_together(configs, runs, data: input_pipeline.Dataset, start_epoch: in
   split = data.splits['train']
   hparams = jax.device_put(population.stack([hyperparams(c) for c in configs]), device)
   states = jax.device_put(population.stack([run.state for run in runs]), device)
-  step = population.jit_train_step(config.frem.enabled, config.supervision.enabled, config.model.features[-1])
+  step = population.jit_train_step(config.frem.enabled, config.supervision.enabled, config.model.features[-1],
+                                   config.frem.redraw)
   eval_fn = population.jit_eval_step(data.num_classes)
   on_device = config.data_on_device and not config.dataset.augment
   if on_device:
