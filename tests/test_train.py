@@ -14,6 +14,7 @@ from frem_jax import input_pipeline
 from frem_jax import loss
 from frem_jax import parallel
 from frem_jax import randomness
+from frem_jax import statistics
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.errors import TrainingDiverged, UserError
@@ -66,15 +67,21 @@ def test_b_x_and_lambda_never_recompile_the_train_step():
   assert train_fn._cache_size() - before == 1
 
 
-def test_runs_with_other_b_x_lambda_reuse_the_compiled_epoch(tmp_path):
-  """Two runs in one process that differ only in B, X and λ compile the train step once."""
-  fn = epochs.jit_train_step_on_device(True, True, parallel.make_mesh(jax.local_devices()))
-  before = fn._cache_size()
+@pytest.mark.parametrize('variant', ['paper', 'step_redraw_reestimated'])
+def test_runs_with_other_b_x_lambda_reuse_the_compiled_epoch(tmp_path, variant):
+  """Two runs in one process that differ only in B, X and λ compile the train step (and the re-estimation) once."""
+  options = RESUMED[variant]
+  mesh = parallel.make_mesh(jax.local_devices())
+  fns = [epochs.jit_train_step_on_device(True, True, mesh, options.get('frem.redraw', 'epoch'))]
+  if options:
+    twin = build.build_model(statistics.moments_config(tiny_config(**{'supervision.enabled': True})), 3)
+    fns.append(statistics.jit_accumulate(twin, mesh))
+  before = [fn._cache_size() for fn in fns]
   for i, (b, x, lam) in enumerate([(3, 10.0, 0.2), (12, 500.0, 0.7)]):
     config = tiny_config(num_epochs=1, **{'frem.num_selected': b, 'frem.factor': x,
-                                          'supervision.enabled': True, 'supervision.weight': lam})
+                                          'supervision.enabled': True, 'supervision.weight': lam, **options})
     train.train_and_evaluate(config, str(tmp_path / f'trial{i}'))
-  assert fn._cache_size() - before == 1
+  assert [fn._cache_size() - n for fn, n in zip(fns, before)] == [1] * len(fns)
 
 
 def test_epoch_on_the_device_equals_host_fed_steps():
@@ -175,15 +182,39 @@ def test_results_json_has_the_promised_fields(finished_run):
   assert any(name.startswith('events.out.tfevents') for name in os.listdir(os.path.join(workdir, 'tensorboard')))
 
 
-def test_resumed_run_ends_like_a_straight_run(finished_run, tmp_path):
-  _, straight = finished_run
+# The paper's run, and both of issue 26's options: a new FREM draw every step (from the checkpointed
+# step counter) and re-estimated statistics in the checkpoints (training resumes from its own).
+RESUMED = {'paper': {}, 'step_redraw_reestimated': {'frem.redraw': 'step', 'eval.reestimate_statistics': True}}
+
+
+@pytest.mark.parametrize('variant', RESUMED)
+def test_resumed_run_ends_like_a_straight_run(finished_run, tmp_path, variant):
+  """Interrupted after epoch 1 and resumed, a run ends as a straight one: checkpoints and logs bit for bit."""
+  options = RESUMED[variant]
+  if options:
+    straight_dir = str(tmp_path / 'straight')
+    straight = train.train_and_evaluate(tiny_config(**options), straight_dir)
+  else:
+    straight_dir, straight = finished_run
   workdir = str(tmp_path / 'resumed')
-  train.train_and_evaluate(tiny_config(num_epochs=1), workdir)  # "interrupted" after 1 epoch
-  resumed = train.train_and_evaluate(tiny_config(), workdir)
+  train.train_and_evaluate(tiny_config(num_epochs=1, **options), workdir)  # "interrupted" after 1 epoch
+  resumed = train.train_and_evaluate(tiny_config(**options), workdir)
   assert resumed['best_epoch'] == straight['best_epoch']
   assert resumed['test'] == straight['test'] and resumed['val'] == straight['val']
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    assert [json.loads(l)['epoch'] for l in f] == [1, 2, 3]
+  epochs_kept = recompute.kept_epochs(straight_dir)
+  assert recompute.kept_epochs(workdir) == epochs_kept and 3 in epochs_kept
+  for epoch in epochs_kept:
+    for training_statistics in {False, bool(options)}:
+      recompute.assert_trees_equal(
+          recompute.checkpoint_state(workdir, tiny_config(**options), epoch, training_statistics),
+          recompute.checkpoint_state(straight_dir, tiny_config(**options), epoch, training_statistics))
+  lines = {}
+  for name, folder in (('straight', straight_dir), ('resumed', workdir)):
+    with open(os.path.join(folder, 'metrics.jsonl')) as f:
+      lines[name] = [json.loads(l) for l in f]
+  assert lines['resumed'] == lines['straight'] and [l['epoch'] for l in lines['resumed']] == [1, 2, 3]
+  # Under frem.redraw='step' no one set of channels was enhanced in an epoch: Fig. 9's split is left out.
+  assert all(('features/enhanced_sum' in l) == (variant == 'paper') for l in lines['resumed'])
 
 
 def test_rerunning_a_finished_run_changes_nothing(finished_run):
