@@ -21,6 +21,7 @@ from frem_jax import trained_run
 from frem_jax.model.batch_renorm import BatchRenorm
 from frem_jax.model.unet import Enhancement
 from tests import recompute
+from tests.test_feature_magnitudes import load_script
 from tests.tiny import DATA_DIR, tiny_config
 
 MESH = parallel.make_mesh(jax.local_devices()[:1])
@@ -153,3 +154,5 @@ def test_checkpoints_hold_the_statistics_their_epoch_was_evaluated_with(tmp_path
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     logged = [json.loads(line) for line in f]
   assert logged[1]['val/miou'] == results['val']['miou']
+  gap = load_script('frem_gap').measure(workdir, 'best', passes=0)['val_miou']
+  assert gap['frem_off'] == gap['frem_off_precise'] == results['val']['miou']  # re-estimating again changes nothing
