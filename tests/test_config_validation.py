@@ -30,6 +30,9 @@ BAD = [
     ({'dataset.classes': (0, 255)},
      r"dataset.classes=\(0, 255\) must be \(mask value, class name\) pairs, e.g. --config.dataset.classes="),
     ({'dataset.classes': ((0, 'background'), (255,))}, r"dataset.classes=.* must be \(mask value, class name\) pairs"),
+    ({'frem.redraw': 'batch'}, r"frem.redraw='batch' must be one of \('epoch', 'step'\)"),
+    ({'frem.redraw': 'step', 'frem.mode': 'fixed'},
+     r"frem.redraw='step' needs frem.mode='random' \(frem.mode='fixed' keeps one set of channels"),
 ]
 
 
