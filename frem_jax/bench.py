@@ -26,7 +26,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  cli.begin(argv)
+  cli.begin(argv, times_compiles=True)  # its compile_s must be a compile, not a load from the cache
   with cli.user_errors_exit():
     if FLAGS.steps < 5:
       raise UserError(f'--steps={FLAGS.steps}: medians need at least 5 timed steps')

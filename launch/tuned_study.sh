@@ -137,13 +137,14 @@ else
       if [[ -f "$workdir/results.json" ]] && plan finished "$workdir" "$epochs"; then
         echo "# seed $s, $m: finished, skipped"; continue
       fi
+      # The winners' values come last: an override after `--` must not replace them.
       if [[ $m == frem_tuned ]]; then
-        variant=("--config=$cfg" "--config.frem.num_selected=$B" "--config.frem.factor=$X" --config.eval.frem_at_test=True)
+        config=("--config=$cfg") values=("--config.frem.num_selected=$B" "--config.frem.factor=$X" --config.eval.frem_at_test=True)
       else
-        variant=("--config=$cfg:supervision" "--config.supervision.weight=$LAMBDA")
+        config=("--config=$cfg:supervision") values=("--config.supervision.weight=$LAMBDA")
       fi
-      run "seed $s, $m" "$python" -m frem_jax.train "${variant[@]}" "--workdir=$workdir" "--config.seed=$s" \
-        "${protocol[@]}" "$@" || true
+      run "seed $s, $m" "$python" -m frem_jax.train "${config[@]}" "--workdir=$workdir" "--config.seed=$s" \
+        "${protocol[@]}" "$@" "${values[@]}" || true
     done
   done
 fi
@@ -167,7 +168,7 @@ for rank in 2 3; do
     run "copy of trial $number" python3 launch/study_plan.py copy-run "$trial" "$workdir" || continue
   fi
   run "rank $rank" "$python" -m frem_jax.train "--config=$cfg" "--workdir=$workdir" "${protocol[@]}" \
-    "${halving[@]}" "${bx_search[@]}" "--config.frem.num_selected=$b" "--config.frem.factor=$x" "$@" || true
+    "${halving[@]}" "${bx_search[@]}" "$@" "--config.frem.num_selected=$b" "--config.frem.factor=$x" || true
 done
 
 if [[ ${#failed[@]} -gt 0 ]]; then

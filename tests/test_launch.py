@@ -278,26 +278,28 @@ def test_tuned_study_dry_run_trains_the_winners_and_resumes_the_runners_up(tmp_p
       {'number': 0, 'values': {'weight': 0.25}, 'status': 'ok', 'epochs': 60, 'val_miou': 0.77},
       {'number': 1, 'values': {'weight': 0.5}, 'status': 'stopped', 'epochs': 6, 'val_miou': 0.6}])
   proc = launch('tuned_study.sh', 'drosophila', '--dry-run', '--source=DATA', f'--out={out}', '--python=py',
-                '--seeds=2')
+                '--seeds=2', '--', '--config.eval.full_section_overlap=32')
   assert proc.returncode == 0, proc.stderr
   protocol = (f"--config.num_epochs=60 --config.dataset.data_dir={out}/tensorflow_datasets "
               "--config.dataset.source_dir=DATA '--config.model.features=(16, 32, 64, 128, 512)'")
   halving = '--config.search.halving=True --config.search.min_epochs=6 --config.search.reduction_factor=3'
   bx_search = '--config.search.max_evals=27 --config.search.n_startup_jobs=10'
   assert commands(proc) == [
-      f'py -m frem_jax.search --config=configs/drosophila.py --workdir={out}/search_bx {protocol} {halving} {bx_search}',
+      f'py -m frem_jax.search --config=configs/drosophila.py --workdir={out}/search_bx {protocol} {halving} {bx_search} '
+      '--config.eval.full_section_overlap=32',
       f'py -m frem_jax.search --config=configs/drosophila.py:supervision --workdir={out}/search_lambda {protocol} '
-      f'{halving} --config.search.max_evals=15 --config.search.n_startup_jobs=5',
+      f'{halving} --config.search.max_evals=15 --config.search.n_startup_jobs=5 --config.eval.full_section_overlap=32',
       # B = 12, X = 40.5 (trial 1, the best trained to the end); λ = 0.25.
-      f'py -m frem_jax.train --config=configs/drosophila.py --config.frem.num_selected=12 --config.frem.factor=40.5 '
-      f'--config.eval.frem_at_test=True --workdir={out}/seed1/frem_tuned --config.seed=1 {protocol}',
-      f'py -m frem_jax.train --config=configs/drosophila.py:supervision --config.supervision.weight=0.25 '
-      f'--workdir={out}/seed1/supervision_tuned --config.seed=1 {protocol}',
+      f'py -m frem_jax.train --config=configs/drosophila.py --workdir={out}/seed1/frem_tuned --config.seed=1 '
+      f'{protocol} --config.eval.full_section_overlap=32 --config.frem.num_selected=12 --config.frem.factor=40.5 '
+      '--config.eval.frem_at_test=True',
+      f'py -m frem_jax.train --config=configs/drosophila.py:supervision --workdir={out}/seed1/supervision_tuned '
+      f'--config.seed=1 {protocol} --config.eval.full_section_overlap=32 --config.supervision.weight=0.25',
       # Rank 2 is trial 3 (trained to the end: nothing to do); rank 3 is trial 4 (the better one stopped
       # at 18 epochs), resumed in a copy with the sweep's own settings.
       f'python3 launch/study_plan.py copy-run {out}/search_bx/trial_004 {out}/seed0/frem_rank3',
       f'py -m frem_jax.train --config=configs/drosophila.py --workdir={out}/seed0/frem_rank3 {protocol} {halving} '
-      f'{bx_search} --config.frem.num_selected=2 --config.frem.factor=2.0',
+      f'{bx_search} --config.eval.full_section_overlap=32 --config.frem.num_selected=2 --config.frem.factor=2.0',
   ]
   assert f'# rank 2: trial 3 (B = 9, X = 600.0) reached 60 epochs in the search: {out}/search_bx/trial_003' in proc.stdout
   # 27 trials at rungs 6, 18, 60: 27·6 + 9·12 + 3·42 = 396 epochs; 15: 15·6 + 5·12 + 1·42 = 192.

@@ -196,10 +196,11 @@ def cli_runs(tiny_run, tmp_path_factory):
   (tmp / 'in').mkdir()
   save_png(tmp / 'in' / 'x.png', np.random.default_rng(3).integers(0, 256, (45, 70)))
   procs = {name: start_predict(*args, '--overlap=8') for name, (args, _) in cases.items()}
+  # No --overlap: the default must fit the run's 32² tiles (a fixed 32 pixels was refused).
   procs['raw'] = start_predict(f'--workdir={tiny_run}', f'--input={tmp}/in', f'--output={tmp}/raw',
-                               '--overlap=8', '--raw', '--probabilities')
+                               '--raw', '--probabilities')
   procs['half'] = start_predict(f'--workdir={tiny_run}', f'--input={tmp}/in', f'--output={tmp}/half',
-                                '--overlap=8', '--probabilities', '--half_precision=true')
+                                '--probabilities', '--half_precision=true')
   results = {name: finish(p) for name, p in procs.items()}
   return tmp, {name: message for name, (_, message) in cases.items()}, results
 
@@ -225,10 +226,14 @@ def test_raw_masks_and_probabilities(cli_runs, loaded):
     classes = np.asarray(im)
   probs = np.load(tmp / 'raw' / 'x.npy')
   assert probs.shape == (45, 70, 3) and probs.dtype == np.float32
-  # The model's own softmax for that image (read as the CLI reads it, windows overlapping by 8).
+  # The model's own softmax for that image (read as the CLI reads it, windows overlapping by the
+  # default for 32² tiles: 4 pixels).
+  assert predict.default_overlap(32) == 4 and predict.default_overlap(256) == 32
   with Image.open(tmp / 'in' / 'x.png') as im:
     image = np.asarray(im, np.float32)[..., None]
-  logits = sliding_window.predict_logits(loaded.logits, image, 32, 8)
+  logits = sliding_window.predict_logits(loaded.logits, image, 32, 4)
+  other = sliding_window.predict_logits(loaded.logits, image, 32, 8)
+  assert not np.allclose(logits, other, rtol=1e-3, atol=1e-3)  # so the overlap used is told apart
   np.testing.assert_allclose(probs, np.asarray(jax.nn.softmax(logits, axis=-1)), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
   chosen = np.take_along_axis(probs, classes[..., None].astype(np.int64), -1)[..., 0]
@@ -243,7 +248,7 @@ def test_a_float32_run_predicts_in_bfloat16_on_request(cli_runs, tiny_run):
   assert half.config.half_precision and half.model.dtype == jnp.bfloat16
   with Image.open(tmp / 'in' / 'x.png') as im:
     image = np.asarray(im, np.float32)[..., None]
-  logits = sliding_window.predict_logits(half.logits, image, 32, 8)
+  logits = sliding_window.predict_logits(half.logits, image, 32, predict.default_overlap(32))
   np.testing.assert_allclose(np.load(tmp / 'half' / 'x.npy'), np.asarray(jax.nn.softmax(logits, axis=-1)),
                              rtol=1e-5, atol=1e-6)
   # Near the float32 run's (this image is noise, far from the training images: measured, the

@@ -15,9 +15,38 @@ ModuleDef = Any
 
 
 class Enhancement(NamedTuple):
-  """Runtime FREM values: B (`frem.num_selected`) and X (`frem.factor`)."""
+  """Runtime FREM values: B (`frem.num_selected`) and X (`frem.factor`).
+
+  channels: the [C] boolean mask of the enhanced channels when the caller drew
+  them (`frem.selected_channels`); None: drawn from the 'frem' rng stream.
+  """
   num_selected: jax.Array
   factor: jax.Array
+  channels: Optional[jax.Array] = None
+
+
+class _FremPlace(nn.Module):
+  """A FREM named 'frem' directly under the root, where `UNetSE` has its own."""
+
+  @nn.compact
+  def __call__(self, num_channels: int, num_selected) -> jnp.ndarray:
+    return FREM(deterministic=False, name='frem').draw(num_channels, num_selected)
+
+
+def frem_channels(key: jax.Array, num_channels: int, num_selected) -> jnp.ndarray:
+  """The [C] boolean mask of the channels `UNetSE`'s FREM enhances in a forward with `rngs={'frem': key}`.
+
+  FREM draws from flax's 'frem' stream, which folds the module's place in the
+  network into `key`: this draws from the same place (a FREM named 'frem' under
+  the root, its first draw) without running the network. The training loop's
+  logs (Fig. 9) and a population's step (train/population.py) use it.
+
+  Args:
+    key: the key the train or eval step is given for the 'frem' stream.
+    num_channels: C, the deepest stage's width (`model.features[-1]`).
+    num_selected: B (`frem.num_selected`), a runtime value.
+  """
+  return _FremPlace().apply({}, num_channels, num_selected, rngs={'frem': key})
 
 
 class UNetOutput(NamedTuple):
@@ -124,10 +153,12 @@ class UNetSE(nn.Module):
     x = stage(self.features[-1], name='deepest')(x, train)
     self.sow('intermediates', 'deepest_features', x)
     deepest = x
+    # Named 'frem' under the root, where frem_channels draws the same channels.
     if enhancement is None:
       x = FREM(deterministic=True, name='frem')(x, 0, 1.0)
     else:
-      x = FREM(deterministic=False, name='frem')(x, enhancement.num_selected, enhancement.factor)
+      x = FREM(deterministic=False, name='frem')(x, enhancement.num_selected, enhancement.factor,
+                                                 selected=enhancement.channels)
     self.sow('intermediates', 'enhanced_features', x)
     for i, (width, skip) in reversed(list(enumerate(zip(self.features[:-1], skips)))):
       x = self.conv_transpose(width, (2, 2), strides=(2, 2), dtype=self.dtype, name=f'up{i}')(x)

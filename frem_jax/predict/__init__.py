@@ -2,7 +2,7 @@
 
 Usage (predict/__main__.py):
   python -m frem_jax.predict --workdir=runs/demo --input=IMAGE_OR_FOLDER --output=OUT
-      [--overlap=32] [--raw] [--probabilities] [--overlay] [--masks=MASK_OR_FOLDER]
+      [--overlap=TILE//8] [--raw] [--probabilities] [--overlay] [--masks=MASK_OR_FOLDER]
       [--half_precision=true|false]
   python -m frem_jax.predict --workdir=RUN --source_dir=FOLDER --output=OUT   (score a folder)
 
@@ -37,6 +37,14 @@ from frem_jax.predict import overlay as overlay_lib
 from frem_jax.predict import source_layout
 
 IOU_FILE = 'iou.json'
+# The default overlap, as a fraction of the run's tile size: 32 pixels at the paper's 256² tiles, and a
+# fixed number of pixels would not fit every run (32 is no overlap at all for a run of 32² tiles).
+DEFAULT_OVERLAP_DIVISOR = 8
+
+
+def default_overlap(tile: int) -> int:
+  """The overlap used when none is given: tile // DEFAULT_OVERLAP_DIVISOR (32 for 256² tiles, 4 for 32²)."""
+  return tile // DEFAULT_OVERLAP_DIVISOR
 
 
 def predict_image(run: trained_run.TrainedRun, image: np.ndarray,
@@ -127,13 +135,14 @@ def _save_overlay(path: str, image: np.ndarray, class_map: np.ndarray) -> None:
 
 
 @workdir_lock.holding('output', '--output')
-def predict_files(workdir: str, input_path: str, output: str, overlap: int = 32, raw: bool = False,
+def predict_files(workdir: str, input_path: str, output: str, overlap: Optional[int] = None, raw: bool = False,
                   probabilities: bool = False, masks: str = '', overlay: bool = False,
                   source_dir: str = '', half_precision: Optional[bool] = None) -> dict:
   """Segments the image(s) at `input_path` (or of `source_dir`) into `output`.
 
   `half_precision` (True/False) computes in bfloat16 or float32 whatever the run
   trained in; None: the run's own `half_precision`.
+  `overlap` None means `default_overlap` of the run's tile size.
 
   Returns:
     The iou.json content ({} without masks).
@@ -159,6 +168,8 @@ def predict_files(workdir: str, input_path: str, output: str, overlap: int = 32,
     if os.path.realpath(path) in outputs:
       raise UserError(f'--output={output} would overwrite the input {path}; choose another folder')
   run = run or trained_run.load(workdir, half_precision)
+  if overlap is None:
+    overlap = default_overlap(run.image_size)
   if not 0 <= overlap < run.image_size:
     raise UserError(f'--overlap={overlap} must be in [0, {run.image_size}), below the tile size '
                     f'{run.image_size} of the run')

@@ -28,7 +28,8 @@ if __name__ == '__main__':
   flags.DEFINE_string('workdir', None, 'Run folder of python -m frem_jax.train (its best checkpoint is used).')
   flags.DEFINE_string('input', None, 'A PNG/TIFF image or a folder of them, any size (or give --source_dir).')
   flags.DEFINE_string('output', None, 'Folder for <stem>.png (and .npy, iou.json); created if needed.')
-  flags.DEFINE_integer('overlap', 32, 'Pixels shared by neighbouring tiles, in [0, tile size).')
+  flags.DEFINE_integer('overlap', None, 'Pixels shared by neighbouring tiles, in [0, tile size); '
+                       f'default: the run\'s tile size // {predict.DEFAULT_OVERLAP_DIVISOR} (32 for 256² tiles).')
   flags.DEFINE_bool('raw', False, 'Write class indices as 8-bit grayscale PNGs instead of palette PNGs.')
   flags.DEFINE_bool('probabilities', False, 'Also write <stem>.npy: softmax float32 [H, W, K].')
   flags.DEFINE_bool('overlay', False, 'Also write <stem>_overlay.png: the input tinted by predicted class.')
