@@ -9,7 +9,9 @@ import pytest
 from frem_jax import build
 from frem_jax import datasets
 from frem_jax import input_pipeline
+from frem_jax import parallel
 from frem_jax import randomness
+from frem_jax import statistics
 from frem_jax import steps
 from frem_jax.cpu import benchmark
 from frem_jax.cpu import layers as cpu_layers
@@ -68,6 +70,22 @@ def test_parameters_adam_state_and_statistics_stay_float32(trained):
   # The same parameters as float32's: the dtype changes the arithmetic, never the initialisation.
   for a, b in zip(jax.tree.leaves(trained['bfloat16'][0].params), jax.tree.leaves(trained['float32'][0].params)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_reestimated_statistics_of_a_bfloat16_model_are_float32_and_near_float32s(trained):
+  """`eval.reestimate_statistics` with `half_precision`: the twin computes in bfloat16, sums in float32."""
+  data = datasets.load_dataset(half_config(), DATA_DIR)
+  order = np.arange(8).reshape(2, 4)
+  mesh = parallel.make_mesh(parallel.local_devices(1))
+  out = {}
+  for half in (False, True):
+    state = trained['float32'][1]  # one set of trained parameters, so only the arithmetic differs
+    twin = build.build_model(statistics.moments_config(half_config(half_precision=half)), data.num_classes)
+    out[half] = statistics.reestimate(statistics.jit_accumulate(twin, mesh), state.params, state.batch_stats,
+                                      data.splits['train'].images, order)
+  assert dtypes(out[True]) == dtypes(trained['float32'][1].batch_stats)
+  for a, b in zip(jax.tree.leaves(out[True]), jax.tree.leaves(out[False])):
+    np.testing.assert_allclose(a, b, rtol=0.05, atol=0.02)
 
 
 def test_activations_are_bfloat16_the_se_gate_logits_and_loss_float32(trained):
@@ -188,7 +206,7 @@ def test_a_bfloat16_population_step_keeps_float32_states(trained):
   hparams = population.stack([steps.make_hyperparams(5, 20.0, 0.3), steps.make_hyperparams(16, 10000.0, 0.3)])
   keys = jnp.stack([randomness.frem_epoch_key(0, 1, 'random')] * 2)
   images, masks = jnp.zeros((8, 32, 32, 1)), jnp.zeros((8, 32, 32), jnp.int32)
-  states, m = jax.eval_shape(population.jit_train_step(True, True), states, images, masks,
+  states, m = jax.eval_shape(population.jit_train_step(True, True, half_config().model.features[-1]), states, images, masks,
                              jnp.arange(4), hparams, keys)
   assert m['loss'].dtype == jnp.float32 and m['loss'].shape == (2,)
   assert dtypes((states.params, states.opt_state, states.batch_stats)) == {'float32', 'int32'}
