@@ -21,6 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.parallelism = 'jit'  # 'jit' (a Mesh over the devices) or 'pmap'
   config.num_devices = 0  # local devices to use; 0 = all
   config.data_on_device = True  # keep the training split on the device; steps gather their batch there (no host copy)
+  # Compute in bfloat16; parameters, optimizer state, normalisation statistics and the loss stay
+  # float32 (flax's imagenet example: the model's dtype / param_dtype). docs/performance.md.
+  config.half_precision = False
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'synthetic_cells'

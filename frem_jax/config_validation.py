@@ -36,6 +36,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f'parallelism={config.parallelism!r} must be one of {PARALLELISM}')
   _require(_is_int(config.num_devices) and config.num_devices >= 0,
            f'num_devices={config.num_devices!r} must be an integer >= 0 (0 = all local devices)')
+  half = config.get('half_precision', False)
+  _require(isinstance(half, bool), f'half_precision={half!r} must be True or False')
   _require(config.learning_rate > 0, f'learning_rate={config.learning_rate} must be > 0')
   _require(config.model.layers in LAYERS, f'model.layers={config.model.layers!r} must be one of {LAYERS}')
   _require(config.model.norm in NORMS, f'model.norm={config.model.norm!r} must be one of {NORMS}')

@@ -149,9 +149,11 @@ def eval_sums_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_ke
   weight = batch.get('weight')
   n = batch['image'].shape[0]
   valid = jnp.ones((n,), jnp.float32) if weight is None else weight.reshape(n, -1).max(axis=1)
-  deepest = inter['deepest_features'][0]
+  # Summed in float32: the features are bfloat16 with half_precision.
+  deepest = inter['deepest_features'][0].astype(jnp.float32)
   # A one-stage U-Net has no skip connection.
-  skip = inter['first_skip_features'][0] if 'first_skip_features' in inter else jnp.zeros((n, 1, 1, 1))
+  skip = (inter['first_skip_features'][0].astype(jnp.float32) if 'first_skip_features' in inter
+          else jnp.zeros((n, 1, 1, 1)))
   return {
       'confusion': metrics.confusion_matrix(batch['mask'], jnp.argmax(out.logits, axis=-1),
                                             num_classes, weight),

@@ -64,7 +64,10 @@ class FREM(nn.Module):
       return x
     if selected is None:
       selected = self.draw(x.shape[-1], num_selected, rng)
-    return x * jnp.where(selected, jnp.asarray(factor, x.dtype), jnp.ones((), x.dtype))
+    # X multiplies in float32, rounded once to x's dtype: bfloat16 (`half_precision`) would
+    # store X = 10000 as 9984 before multiplying.
+    scale = jnp.where(selected, jnp.asarray(factor, jnp.float32), jnp.ones((), jnp.float32))
+    return (x.astype(jnp.float32) * scale).astype(x.dtype)
 
   def draw(self, num_channels: int, num_selected, rng: Optional[jax.Array] = None) -> jnp.ndarray:
     """The [C] mask of the channels `__call__` enhances: from `rng`, or else from the `rng_collection` stream.

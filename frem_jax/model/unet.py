@@ -50,22 +50,23 @@ def frem_channels(key: jax.Array, num_channels: int, num_selected) -> jnp.ndarra
 
 
 class UNetOutput(NamedTuple):
-  """Class logits [N, H, W, K]; SuperVision logits of the same shape, or None."""
+  """Class logits float32 [N, H, W, K]; SuperVision logits of the same shape and dtype, or None."""
   logits: jnp.ndarray
   supervision_logits: Optional[jnp.ndarray] = None
 
 
 class Stage(nn.Module):
-  """Two (3x3 conv -> norm -> ReLU) followed by an SE block."""
+  """Two (3x3 conv -> norm -> ReLU) followed by an SE block, computed in `dtype`."""
   features: int
   norm: ModuleDef
   se_reduction: int
   conv: ModuleDef = nn.Conv
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     for i in range(2):
-      x = self.conv(self.features, (3, 3), use_bias=False, name=f'conv{i}')(x)
+      x = self.conv(self.features, (3, 3), use_bias=False, dtype=self.dtype, name=f'conv{i}')(x)
       x = nn.relu(self.norm(use_running_average=not train, name=f'norm{i}')(x))
     return SEBlock(self.se_reduction, name='se')(x)
 
@@ -91,6 +92,9 @@ class UNetSE(nn.Module):
     renorm_warmup_steps: normalisation settings (`model.norm_*`, `model.renorm_*`).
     axis_name: mapped axis over which normalisation statistics are averaged
       (pmap); None under jit, where the batch axis is already global.
+    dtype: the computation's dtype, float32 or bfloat16 (`half_precision`);
+      parameters and normalisation statistics are float32 either way, and the
+      logits are returned in float32 for the loss and the metrics.
     conv, conv_transpose, max_pool: the layers, flax's own by default; any
       replacement with the same parameters and outputs may be plugged in (the
       CPU wing's faster ones: `frem_jax.build.build_model`, `model.layers`).
@@ -106,6 +110,7 @@ class UNetSE(nn.Module):
   renorm_d_max: float = 5.0
   renorm_warmup_steps: int = 5000
   axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
   conv_transpose: ModuleDef = nn.ConvTranspose
   max_pool: Callable = nn.max_pool
@@ -115,11 +120,11 @@ class UNetSE(nn.Module):
       return functools.partial(
           BatchRenorm, momentum=self.norm_momentum, epsilon=self.norm_epsilon,
           r_max=self.renorm_r_max, d_max=self.renorm_d_max,
-          warmup_steps=self.renorm_warmup_steps, axis_name=self.axis_name)
+          warmup_steps=self.renorm_warmup_steps, axis_name=self.axis_name, dtype=self.dtype)
     if self.norm == 'batch_norm':
       return functools.partial(
           nn.BatchNorm, momentum=self.norm_momentum, epsilon=self.norm_epsilon,
-          axis_name=self.axis_name)
+          axis_name=self.axis_name, dtype=self.dtype)
     raise ValueError(f"model.norm must be 'batch_renorm' or 'batch_norm', got {self.norm!r}")
 
   @nn.compact
@@ -138,7 +143,7 @@ class UNetSE(nn.Module):
       UNetOutput with the logits and, in training with SuperVision, its logits.
     """
     stage = functools.partial(Stage, norm=self._norm(), se_reduction=self.se_reduction,
-                              conv=self.conv)
+                              conv=self.conv, dtype=self.dtype)
     skips = []
     x = images
     for i, width in enumerate(self.features[:-1]):
@@ -156,15 +161,17 @@ class UNetSE(nn.Module):
                                                  selected=enhancement.channels)
     self.sow('intermediates', 'enhanced_features', x)
     for i, (width, skip) in reversed(list(enumerate(zip(self.features[:-1], skips)))):
-      x = self.conv_transpose(width, (2, 2), strides=(2, 2), name=f'up{i}')(x)
+      x = self.conv_transpose(width, (2, 2), strides=(2, 2), dtype=self.dtype, name=f'up{i}')(x)
       if i == len(skips) - 1:
         self.sow('intermediates', 'first_skip_features', skip)
       x = jnp.concatenate([x, skip], axis=-1)
       x = stage(width, name=f'decoder{i}')(x, train)
-    logits = self.conv(self.num_classes, (1, 1), name='head')(x)
+    logits = self.conv(self.num_classes, (1, 1), dtype=self.dtype, name='head')(x)
+    # The loss, the metrics and predict's softmax read float32 logits whatever the dtype.
+    logits = logits.astype(jnp.float32)
 
     supervision_logits = None
     if self.supervision and (train or self.is_initializing()):
-      small = nn.Conv(self.num_classes, (1, 1), name='supervision_head')(deepest)
-      supervision_logits = jax.image.resize(small, logits.shape, method='bilinear')
+      small = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='supervision_head')(deepest)
+      supervision_logits = jax.image.resize(small.astype(jnp.float32), logits.shape, method='bilinear')
     return UNetOutput(logits, supervision_logits)

@@ -3,6 +3,7 @@
 Usage (predict/__main__.py):
   python -m frem_jax.predict --workdir=runs/demo --input=IMAGE_OR_FOLDER --output=OUT
       [--overlap=TILE//8] [--raw] [--probabilities] [--overlay] [--masks=MASK_OR_FOLDER]
+      [--half_precision=true|false]
   python -m frem_jax.predict --workdir=RUN --source_dir=FOLDER --output=OUT   (score a folder)
 
 Writes OUT/<stem>.png per image: a palette PNG whose pixel values are the class
@@ -136,9 +137,11 @@ def _save_overlay(path: str, image: np.ndarray, class_map: np.ndarray) -> None:
 @workdir_lock.holding('output', '--output')
 def predict_files(workdir: str, input_path: str, output: str, overlap: Optional[int] = None, raw: bool = False,
                   probabilities: bool = False, masks: str = '', overlay: bool = False,
-                  source_dir: str = '') -> dict:
+                  source_dir: str = '', half_precision: Optional[bool] = None) -> dict:
   """Segments the image(s) at `input_path` (or of `source_dir`) into `output`.
 
+  `half_precision` (True/False) computes in bfloat16 or float32 whatever the run
+  trained in; None: the run's own `half_precision`.
   `overlap` None means `default_overlap` of the run's tile size.
 
   Returns:
@@ -150,7 +153,7 @@ def predict_files(workdir: str, input_path: str, output: str, overlap: Optional[
     if input_path or masks:
       raise UserError('--source_dir takes the images and masks from a folder laid out like the '
                       'training data; leave out --input and --masks')
-    run = trained_run.load(workdir)
+    run = trained_run.load(workdir, half_precision)
     images, mask_files = source_layout.image_mask_pairs(run.config, source_dir)
   else:
     if not input_path:
@@ -164,7 +167,7 @@ def predict_files(workdir: str, input_path: str, output: str, overlap: Optional[
   for path in images.values():
     if os.path.realpath(path) in outputs:
       raise UserError(f'--output={output} would overwrite the input {path}; choose another folder')
-  run = run or trained_run.load(workdir)
+  run = run or trained_run.load(workdir, half_precision)
   if overlap is None:
     overlap = default_overlap(run.image_size)
   if not 0 <= overlap < run.image_size:
