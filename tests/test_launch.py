@@ -165,6 +165,23 @@ def test_study_dry_run_prints_the_runs_seed_major_then_the_report(tmp_path):
   assert not out.exists()
 
 
+def test_study_methods_trains_the_variance_shift_and_draws_variants_without_a_report(tmp_path):
+  out = tmp_path / 'study'
+  proc = launch('study.sh', 'drosophila', '--seeds=1', '--dry-run', '--source=DATA', f'--out={out}', '--python=py',
+                '--methods=frem_reestimate,frem_step,frem_step_reestimate,baseline_reestimate')
+  assert proc.returncode == 0, proc.stderr
+  protocol = PROTOCOL.format(out=out)
+  run = f'py -m frem_jax.train --config=configs/drosophila.py{{}} --workdir={out}/seed0/{{}} --config.seed=0 {protocol}'
+  assert commands(proc) == [
+      run.format('', 'frem_reestimate') + ' --config.eval.frem_at_test=True --config.eval.reestimate_statistics=True',
+      run.format('', 'frem_step') + ' --config.eval.frem_at_test=True --config.frem.redraw=step',
+      run.format('', 'frem_step_reestimate') + ' --config.eval.frem_at_test=True --config.frem.redraw=step'
+      ' --config.eval.reestimate_statistics=True',
+      run.format(':baseline', 'baseline_reestimate') + ' --config.eval.reestimate_statistics=True']
+  assert '# 4 runs (1 seeds × 4 methods, 60 epochs each)' in proc.stdout
+  assert '# no report: it pairs baseline, supervision and frem' in proc.stdout
+
+
 def test_study_skips_finished_runs_and_measures_seconds_per_epoch(tmp_path):
   out = tmp_path / 'study'
   (out / 'seed0' / 'baseline').mkdir(parents=True)
@@ -210,6 +227,10 @@ def test_study_estimate_from_one_run_names_it_once(tmp_path):
     (['drosophila', '--seeds=3'], 'error: --source=DIR is required: the Drosophila data folder (or set FREM_DROSOPHILA_DIR)'),
     (['synthetic', '--seeds=3', '--source=x'], 'error: --source is for drosophila; the synthetic data is generated'),
     (['drosophila', '--seeds=3', '--source=x', '--seed=2'], 'error: unknown argument --seed=2 (see --help)'),
+    (['drosophila', '--seeds=3', '--source=x', '--methods=frem,dropout'],
+     "error: --methods: unknown method 'dropout'; choose from baseline, supervision, frem, frem_reestimate, "
+     'frem_step, frem_step_reestimate, baseline_reestimate'),
+    (['drosophila', '--seeds=3', '--source=x', '--methods='], 'error: --methods=LIST is empty; e.g. --methods=baseline,frem'),
 ])
 def test_study_bad_arguments_are_one_line(args, message):
   env = {k: v for k, v in os.environ.items() if k != 'FREM_DROSOPHILA_DIR'}
