@@ -21,6 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.parallelism = 'jit'  # 'jit' (a Mesh over the devices) or 'pmap'
   config.num_devices = 0  # local devices to use; 0 = all
   config.data_on_device = True  # keep the training split on the device; steps gather their batch there (no host copy)
+  # Compute in bfloat16; parameters, optimizer state, normalisation statistics and the loss stay
+  # float32 (flax's imagenet example: the model's dtype / param_dtype). docs/performance.md.
+  config.half_precision = False
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'synthetic_cells'
@@ -56,6 +59,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.frem.num_selected = 162
   config.frem.factor = 632.0
   config.frem.mode = 'random'  # 'random': re-drawn every epoch; 'fixed': one set for the run
+  # When 'random' channels are re-drawn: 'epoch' (the paper: every step of an epoch enhances the same
+  # channels) or 'step' (a new draw every training step).
+  config.frem.redraw = 'epoch'
 
   # SuperVision: loss = (1 - λ) L_final + λ L_sup, λ = weight.
   config.supervision = ml_collections.ConfigDict()
@@ -69,6 +75,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Drosophila: the test sections are also segmented whole (1024², overlapping 256² windows, logits
   # averaged) and scored as wholes; this is the windows' overlap in pixels.
   config.eval.full_section_overlap = 64
+  # Not in the paper: before every evaluation, replace the normalisation layers' running statistics
+  # by their precise FREM-off average over one pass of the training split (for evaluation only).
+  config.eval.reestimate_statistics = False
 
   # TPE search (python -m frem_jax.search): 'frem' searches B and X, 'supervision' searches λ.
   config.search = ml_collections.ConfigDict()

@@ -4,7 +4,8 @@ Usage: python -m frem_jax.bench [--config=configs/default.py] [--config.<key>=va
        [--batch_sizes=1,4,8] [--infer_batch_sizes=8] [--steps=5] [--warmup=2]
 The default config is the paper's model at 256² (`dataset.image_size`); B and X
 come from `frem.num_selected` and `frem.factor`, the layers from `model.layers`
-(frem_jax/cpu/benchmark.py times them).
+(frem_jax/cpu/benchmark.py times them), the precision from `half_precision`; the JSON
+names the precision and the layers that ran ('precision', 'layers_used', 'cpu_kernels_used').
 """
 
 import json
@@ -25,7 +26,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  cli.begin(argv)
+  cli.begin(argv, times_compiles=True)  # its compile_s must be a compile, not a load from the cache
   with cli.user_errors_exit():
     if FLAGS.steps < 5:
       raise UserError(f'--steps={FLAGS.steps}: medians need at least 5 timed steps')

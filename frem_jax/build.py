@@ -4,6 +4,7 @@ import functools
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from frem_jax.cpu import layers as cpu_layers
@@ -16,6 +17,11 @@ def uses_cpu_layers(layers: str) -> bool:
   return layers == 'cpu' or (layers == 'auto' and jax.default_backend() == 'cpu')
 
 
+def compute_dtype(config: ml_collections.ConfigDict):
+  """The dtype the model computes in: bfloat16 with `half_precision`, else float32 (parameters: float32 always)."""
+  return jnp.bfloat16 if config.half_precision else jnp.float32
+
+
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
                 axis_name: Optional[str] = None) -> UNetSE:
   """The U-Net+SE described by `config.model` (with the SuperVision head if enabled).
@@ -24,6 +30,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   (flax's `nn.Conv`, `nn.ConvTranspose`, `nn.max_pool`), 'cpu' (the CPU
   wing's, `frem_jax.cpu.layers`: C++ kernels where built, matrix products
   elsewhere) or 'auto' (the CPU wing's on the CPU backend, flax's elsewhere).
+  `half_precision` picks the computation's dtype (`compute_dtype`).
   """
   m = config.model
   layers = {}
@@ -35,7 +42,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
       se_reduction=m.se_reduction, supervision=config.supervision.enabled,
       norm_momentum=m.norm_momentum, norm_epsilon=m.norm_epsilon, renorm_r_max=m.renorm_r_max,
       renorm_d_max=m.renorm_d_max, renorm_warmup_steps=m.renorm_warmup_steps, axis_name=axis_name,
-      **layers)
+      dtype=compute_dtype(config), **layers)
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,13 +7,17 @@ through `user_errors_exit()`.
 """
 
 import contextlib
+import functools
 import json
 import logging
+import os
 import re
 import sys
 
 from absl import flags
 
+import frem_jax
+from frem_jax import compilation_cache
 from frem_jax.cpu import malloc
 from frem_jax.errors import UserError
 
@@ -86,11 +90,23 @@ def define_config_flag(required: bool = True, default: str = None) -> None:
 _EXPECTED_WARNINGS = ('Using custom data configuration',)
 
 
+# The installed package's folder: our records are those logged from a file inside it. A substring
+# such as '/frem_jax/' would also match a checkout named frem_jax (what `git clone` makes) whose
+# venv, inside it, holds orbax and jax. (launch/ scripts print their results; none logs through absl.)
+_PACKAGE_DIR = os.path.normcase(os.path.realpath(os.path.dirname(frem_jax.__file__)))
+
+
+@functools.lru_cache(maxsize=256)
+def _is_ours(pathname: str) -> bool:
+  """Whether a record's file lies inside the package folder (cached: a logging file is asked again and again)."""
+  return os.path.normcase(os.path.realpath(pathname)).startswith(_PACKAGE_DIR + os.sep)
+
+
 class _OwnInfoOnly(logging.Filter):
   """Passes our INFO lines and everyone's warnings, minus the `_EXPECTED_WARNINGS`."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    if '/frem_jax/' in record.pathname.replace('\\', '/'):
+    if _is_ours(record.pathname):
       return True
     return record.levelno >= logging.WARNING and not any(w in str(record.msg) for w in _EXPECTED_WARNINGS)
 
@@ -136,16 +152,22 @@ def user_errors_exit():
     sys.exit(1)
 
 
-def begin(argv: list[str], positional: bool = False) -> list[str]:
-  """What every entry point does first: tune malloc for XLA:CPU, quiet the libraries' logs.
+def begin(argv: list[str], positional: bool = False, times_compiles: bool = False) -> list[str]:
+  """What every entry point does first: tune malloc for XLA:CPU, use the compilation cache, quiet the libraries' logs.
 
   Returns the positional arguments, which only a command that takes them
-  (`positional`) accepts; the others refuse them with one line.
+  (`positional`) accepts; the others refuse them with one line. A command
+  that reports compile seconds (`times_compiles`: the benchmarks) compiles
+  without the persistent cache.
   """
   if len(argv) > 1 and not positional:
     from absl import app  # pylint: disable=g-import-not-at-top
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   malloc.tune_malloc_for_cpu()
+  if times_compiles:
+    compilation_cache.turn_off()
+  else:
+    compilation_cache.use_compilation_cache()
   quiet_library_logs()
   return list(argv[1:])
 

@@ -9,6 +9,7 @@ from frem_jax.errors import UserError
 LAYERS = ('auto', 'flax', 'cpu')
 NORMS = ('batch_renorm', 'batch_norm')
 FREM_MODES = ('random', 'fixed')
+FREM_REDRAWS = ('epoch', 'step')
 PARALLELISM = ('jit', 'pmap')
 
 
@@ -35,6 +36,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f'parallelism={config.parallelism!r} must be one of {PARALLELISM}')
   _require(_is_int(config.num_devices) and config.num_devices >= 0,
            f'num_devices={config.num_devices!r} must be an integer >= 0 (0 = all local devices)')
+  half = config.get('half_precision', False)
+  _require(isinstance(half, bool), f'half_precision={half!r} must be True or False')
   _require(config.learning_rate > 0, f'learning_rate={config.learning_rate} must be > 0')
   _require(config.model.layers in LAYERS, f'model.layers={config.model.layers!r} must be one of {LAYERS}')
   _require(config.model.norm in NORMS, f'model.norm={config.model.norm!r} must be one of {NORMS}')
@@ -71,6 +74,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(overlap < size, f'eval.full_section_overlap={overlap} must be below dataset.image_size={size}, '
              'the window size')
   _require(config.frem.mode in FREM_MODES, f'frem.mode={config.frem.mode!r} must be one of {FREM_MODES}')
+  redraw = config.frem.redraw
+  _require(redraw in FREM_REDRAWS, f'frem.redraw={redraw!r} must be one of {FREM_REDRAWS}')
+  _require(redraw == 'epoch' or config.frem.mode == 'random',
+           f"frem.redraw={redraw!r} needs frem.mode='random' (frem.mode='fixed' keeps one set of "
+           "channels for the whole run, so there is nothing to re-draw)")
   w = config.supervision.weight
   _require(0.0 <= w <= 1.0, f'supervision.weight (λ)={w} must be in [0, 1]')
   eta, min_epochs = config.search.reduction_factor, config.search.min_epochs

@@ -2,7 +2,8 @@
 
 All three share `steps.train_step`, see the same batches in the same order,
 and are compiled once per process for a given model and shapes (B, X and λ
-are runtime inputs), so a sweep never recompiles.
+are runtime inputs), so a sweep never recompiles. `frem_redraw` (`frem.redraw`,
+'epoch' or 'step') is a static choice of the step, as `frem_enabled` is.
 """
 
 import functools
@@ -18,30 +19,34 @@ from frem_jax import parallel
 from frem_jax import steps
 
 
-def _train_step(frem_enabled: bool, supervision_enabled: bool, axis_name=None) -> Callable:
+def _train_step(frem_enabled: bool, supervision_enabled: bool, axis_name=None,
+                frem_redraw: str = 'epoch') -> Callable:
   """steps.train_step with its static choices bound: fn(state, batch, hparams, frem_key)."""
   return functools.partial(steps.train_step, frem_enabled=frem_enabled,
-                           supervision_enabled=supervision_enabled, axis_name=axis_name)
+                           supervision_enabled=supervision_enabled, axis_name=axis_name,
+                           frem_redraw=frem_redraw)
 
 
-@functools.lru_cache(maxsize=None)
-def jit_train_step(frem_enabled: bool, supervision_enabled: bool, mesh: Mesh) -> Callable:
+@steps.cache_per_choice
+def jit_train_step(frem_enabled: bool, supervision_enabled: bool, mesh: Mesh,
+                   frem_redraw: str = 'epoch') -> Callable:
   """train_step under jit: state replicated, batch sharded over the mesh, state donated."""
   repl = parallel.replicated(mesh)
-  return jax.jit(_train_step(frem_enabled, supervision_enabled),
+  return jax.jit(_train_step(frem_enabled, supervision_enabled, frem_redraw=frem_redraw),
                  in_shardings=(repl, parallel.batch_sharded(mesh), repl, repl),
                  out_shardings=(repl, repl), donate_argnums=0)
 
 
-@functools.lru_cache(maxsize=None)
-def jit_train_step_on_device(frem_enabled: bool, supervision_enabled: bool, mesh: Mesh) -> Callable:
+@steps.cache_per_choice
+def jit_train_step_on_device(frem_enabled: bool, supervision_enabled: bool, mesh: Mesh,
+                             frem_redraw: str = 'epoch') -> Callable:
   """train_step on a batch gathered by index from a split that lives on the device.
 
   Steps are dispatched asynchronously and nothing returns to the host until
   the epoch's loss is read. (A whole epoch as one `lax.scan` was measured too:
   XLA:CPU ran the step about 6x slower inside the loop; docs/performance.md.)
   """
-  fn = _train_step(frem_enabled, supervision_enabled)
+  fn = _train_step(frem_enabled, supervision_enabled, frem_redraw=frem_redraw)
   sharded = parallel.batch_sharded(mesh)
 
   def step(state, images, masks, idx, hparams, key):
@@ -52,15 +57,16 @@ def jit_train_step_on_device(frem_enabled: bool, supervision_enabled: bool, mesh
   return jax.jit(step, in_shardings=repl, out_shardings=(repl, repl), donate_argnums=0)
 
 
-@functools.lru_cache(maxsize=None)
-def pmap_train_step(frem_enabled: bool, supervision_enabled: bool, devices: tuple) -> Callable:
+@steps.cache_per_choice
+def pmap_train_step(frem_enabled: bool, supervision_enabled: bool, devices: tuple,
+                    frem_redraw: str = 'epoch') -> Callable:
   """train_step under pmap: gradients and normalisation statistics averaged over `parallel.PMAP_AXIS`."""
-  return jax.pmap(_train_step(frem_enabled, supervision_enabled, parallel.PMAP_AXIS),
+  return jax.pmap(_train_step(frem_enabled, supervision_enabled, parallel.PMAP_AXIS, frem_redraw),
                   axis_name=parallel.PMAP_AXIS, in_axes=(0, 0, None, None), devices=devices,
                   donate_argnums=0)
 
 
-@functools.lru_cache(maxsize=None)
+@steps.cache_per_choice
 def jit_eval_step(num_classes: int, mesh: Mesh, frem_at_test: bool = False) -> Callable:
   """steps.eval_sums_step under jit, batch sharded over the mesh: fn(state, batch, hparams, frem_key) -> sums."""
   repl = parallel.replicated(mesh)
@@ -84,7 +90,8 @@ class EpochRunner:
 
   def __init__(self, split: input_pipeline.Split, batch_size: int, seed: int, *,
                frem_enabled: bool, supervision_enabled: bool, parallelism: str = 'jit',
-               data_on_device: bool = True, augment: bool = False, devices: list = ()):
+               data_on_device: bool = True, augment: bool = False, devices: list = (),
+               frem_redraw: str = 'epoch'):
     self._split, self._batch_size, self._seed, self._augment = split, batch_size, seed, augment
     self._devices = tuple(devices) or tuple(jax.local_devices())
     parallel.check_divisible(batch_size, len(self._devices))
@@ -93,15 +100,15 @@ class EpochRunner:
     self.data_on_device = data_on_device and parallelism == 'jit' and not augment
     self.mesh = parallel.make_mesh(list(self._devices))
     if parallelism == 'pmap':
-      self._step = pmap_train_step(frem_enabled, supervision_enabled, self._devices)
+      self._step = pmap_train_step(frem_enabled, supervision_enabled, self._devices, frem_redraw)
       return
     if self.data_on_device:
-      self._step = jit_train_step_on_device(frem_enabled, supervision_enabled, self.mesh)
+      self._step = jit_train_step_on_device(frem_enabled, supervision_enabled, self.mesh, frem_redraw)
       repl = parallel.replicated(self.mesh)
       self._images = jax.device_put(split.images, repl)
       self._masks = jax.device_put(split.masks, repl)
     else:
-      self._step = jit_train_step(frem_enabled, supervision_enabled, self.mesh)
+      self._step = jit_train_step(frem_enabled, supervision_enabled, self.mesh, frem_redraw)
 
   def put(self, state: steps.TrainState) -> steps.TrainState:
     """The state laid out for training (replicated over the devices)."""

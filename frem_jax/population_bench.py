@@ -62,7 +62,7 @@ def run_benchmark(model, populations, image_size, batch_size, num_steps, warmup,
     hparams = population.stack([steps.make_hyperparams(min(features[-1], 1 + 100 * i), 632.0, 0.0)
                                 for i in range(k)])
     keys = jnp.stack([jax.random.key(1, impl='rbg')] * k)
-    step = population.jit_train_step(True, False)
+    step = population.jit_train_step(True, False, features[-1])
     states = population.stack([state] * k)
     t0 = time.perf_counter()
     compiled = step.lower(states, images, masks, idx, hparams, keys).compile()
@@ -81,7 +81,7 @@ def run_benchmark(model, populations, image_size, batch_size, num_steps, warmup,
            'memory': memory, 'memory_per_member_bytes': memory.get('total_bytes', 0) / k}
     if xla_model is not None:  # flax's layers, as on a GPU/TPU: compiled only, not run
       xla_states = population.stack([state.replace(apply_fn=xla_model.apply)] * k)
-      xla_step = population.jit_train_step(True, False)
+      xla_step = population.jit_train_step(True, False, features[-1])
       row['xla_conv_memory'] = _memory(xla_step.lower(xla_states, images, masks, idx, hparams, keys).compile())
       row['xla_conv_memory_per_member_bytes'] = row['xla_conv_memory'].get('total_bytes', 0) / k
     results.append(row)
@@ -109,7 +109,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  cli.begin(argv)
+  cli.begin(argv, times_compiles=True)  # its compile_s must be a compile, not a load from the cache
   with cli.user_errors_exit():
     populations = cli.positive_ints('population', FLAGS.population, 'sizes K')
     config = cli.config_from_flag('config')

@@ -1,4 +1,4 @@
-"""The keys of a run: everything random is folded in from its seed (and the epoch)."""
+"""The keys of a run: everything random is folded in from its seed (and the epoch, or the step)."""
 
 import jax
 
@@ -23,3 +23,12 @@ def frem_epoch_key(seed: int, epoch: int, mode: str) -> jax.Array:
   """FREM's key for `epoch`: new channels every epoch ('random'), or the same all run ('fixed')."""
   base = jax.random.fold_in(run_key(seed), FREM_STREAM)
   return base if mode == 'fixed' else jax.random.fold_in(base, epoch)
+
+
+def frem_step_key(epoch_key: jax.Array, step) -> jax.Array:
+  """FREM's key for global training step `step` under `frem.redraw='step'`: new channels every step.
+
+  `step` is the train state's step counter (a traced value inside the train
+  step), which checkpoints carry, so a resumed run draws what a straight run draws.
+  """
+  return jax.random.fold_in(epoch_key, step)

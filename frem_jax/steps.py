@@ -1,6 +1,7 @@
 """The train state, the train step and the evaluation step (their jitted forms: epochs.py)."""
 
 import functools
+import inspect
 from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
@@ -11,6 +12,7 @@ import optax
 
 from frem_jax import loss as loss_lib
 from frem_jax import metrics
+from frem_jax import randomness
 from frem_jax.model.unet import Enhancement
 
 
@@ -34,6 +36,25 @@ def make_hyperparams(num_selected: int, factor: float, supervision_weight: float
   """Hyperparams as device scalars (int32 B, float32 X and λ)."""
   return Hyperparams(jnp.asarray(num_selected, jnp.int32), jnp.asarray(factor, jnp.float32),
                      jnp.asarray(supervision_weight, jnp.float32))
+
+
+def cache_per_choice(fn: Callable) -> Callable:
+  """`functools.lru_cache`, keyed on the arguments with their defaults filled in.
+
+  For the functions that build a compiled step from static choices: f(a, b)
+  and f(a, b, frem_redraw='epoch') are one choice, so they must return one
+  function (and one compilation), which lru_cache alone would not.
+  """
+  signature = inspect.signature(fn)
+  cached = functools.lru_cache(maxsize=None)(fn)
+
+  @functools.wraps(fn)
+  def wrapper(*args, **kwargs):
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return cached(*bound.args)
+
+  return wrapper
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,19 +81,27 @@ def create_train_state(model: nn.Module, key: jax.Array, image_shape: tuple,
 
 def train_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: jax.Array, *,
                frem_enabled: bool, supervision_enabled: bool,
-               axis_name: Optional[str] = None) -> tuple[TrainState, dict]:
+               axis_name: Optional[str] = None, frem_redraw: str = 'epoch',
+               frem_channels: Optional[jax.Array] = None) -> tuple[TrainState, dict]:
   """One Adam step on softmax cross-entropy, with FREM and/or SuperVision as configured.
 
   Loss = (1 - λ) L_final + λ L_sup with SuperVision, L_final otherwise.
-  `frem_key` decides FREM's channels (one key per epoch). With `axis_name`
-  (pmap), gradients and metrics are averaged over that axis.
+  `frem_key` is the epoch's FREM key; with `frem_redraw='step'` (`frem.redraw`)
+  the channels come from `randomness.frem_step_key(frem_key, state.step)`, a
+  new draw every step, with 'epoch' (the paper) from `frem_key` itself.
+  `frem_channels`, if given, is the [C] mask of the channels to enhance, drawn
+  by the caller from that key (a population's step: train/population.py). With
+  `axis_name` (pmap), gradients and metrics are averaged over that axis.
 
   Returns:
     The new state and {'loss': …} (per-step scalars, left on the device).
   """
 
+  if frem_redraw == 'step':
+    frem_key = randomness.frem_step_key(frem_key, state.step)
+
   def loss_fn(params):
-    enhancement = Enhancement(hparams.num_selected, hparams.factor) if frem_enabled else None
+    enhancement = Enhancement(hparams.num_selected, hparams.factor, frem_channels) if frem_enabled else None
     out, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
         enhancement=enhancement, rngs={'frem': frem_key}, mutable=['batch_stats'])
@@ -120,9 +149,11 @@ def eval_sums_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_ke
   weight = batch.get('weight')
   n = batch['image'].shape[0]
   valid = jnp.ones((n,), jnp.float32) if weight is None else weight.reshape(n, -1).max(axis=1)
-  deepest = inter['deepest_features'][0]
+  # Summed in float32: the features are bfloat16 with half_precision.
+  deepest = inter['deepest_features'][0].astype(jnp.float32)
   # A one-stage U-Net has no skip connection.
-  skip = inter['first_skip_features'][0] if 'first_skip_features' in inter else jnp.zeros((n, 1, 1, 1))
+  skip = (inter['first_skip_features'][0].astype(jnp.float32) if 'first_skip_features' in inter
+          else jnp.zeros((n, 1, 1, 1)))
   return {
       'confusion': metrics.confusion_matrix(batch['mask'], jnp.argmax(out.logits, axis=-1),
                                             num_classes, weight),

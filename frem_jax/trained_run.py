@@ -3,7 +3,7 @@
 import dataclasses
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import ml_collections
@@ -26,7 +26,8 @@ class TrainedRun:
   """The best checkpoint of a run, ready to segment raw images.
 
   Attributes:
-    config: the run's config, rebuilt from `config.json`.
+    config: the run's config, rebuilt from `config.json` (`half_precision` as
+      loaded: the run's own or the override).
     class_names: the K class names, in class-index order.
     model: the `UNetSE` built from `config`.
     variables: {'params', 'batch_stats'} of the best checkpoint.
@@ -64,8 +65,12 @@ class TrainedRun:
     return np.asarray(self._apply(self.variables, normalised), np.float32)
 
 
-def load(workdir: str) -> TrainedRun:
-  """The best checkpoint of the finished run in `workdir`; UserError (one line) if there is none."""
+def load(workdir: str, half_precision: Optional[bool] = None) -> TrainedRun:
+  """The best checkpoint of the finished run in `workdir`; UserError (one line) if there is none.
+
+  `half_precision` computes in bfloat16 (True) or float32 (False) whatever the
+  run trained in (its parameters are float32 either way); None keeps the run's own.
+  """
   config_path = os.path.join(workdir, CONFIG_FILE)
   checkpoints = os.path.join(workdir, CHECKPOINT_DIR)
   no_checkpoint = (f'{workdir} has no checkpoint: train it first with python -m frem_jax.train '
@@ -73,6 +78,8 @@ def load(workdir: str) -> TrainedRun:
   if not os.path.isfile(config_path) or not os.path.isdir(checkpoints):
     raise UserError(no_checkpoint)
   config = workdir_lib.read_config(workdir)
+  if half_precision is not None:
+    config.half_precision = bool(half_precision)
   results = _read_results(workdir)
   mean, std = results['normalization']['mean'], results['normalization']['std']
   mean, std = np.atleast_1d(mean).tolist(), np.atleast_1d(std).tolist()

@@ -28,8 +28,11 @@ def upgrade(config_json: dict) -> dict:
 
   Before `model.layers`, two keys chose the layers' arithmetic: 'xla' in
   `model.conv_impl` or `model.upconv_impl` meant flax's layers, 'cpu_kernel'
-  the CPU wing's; any choice gives the same parameters.
+  the CPU wing's; any choice gives the same parameters. Before `half_precision`,
+  every run computed in float32.
   """
+  if 'half_precision' not in config_json:
+    config_json = {**config_json, 'half_precision': False}
   model = config_json.get('model', {})
   if 'conv_impl' not in model and 'upconv_impl' not in model:
     return config_json

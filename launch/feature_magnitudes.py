@@ -47,7 +47,7 @@ def _mean_activations(model, variables, split, batch_size: int) -> dict:
         'skip/relu': jax.nn.relu(out(skip, 'norm1')),
         'skip/se': out(skip, 'se'),
     }
-    return {k: (jnp.sum(v), v.size) for k, v in values.items()}
+    return {k: (jnp.sum(v, dtype=jnp.float32), v.size) for k, v in values.items()}  # bfloat16 with half_precision
 
   total = {}
   for batch in input_pipeline.eval_batches(split, batch_size):

@@ -7,7 +7,8 @@ estimated from those inputs. This script separates what that costs at one checkp
 validation split:
 
   frem_off               FREM off, as the run is tested (equals the log's val/miou of that epoch)
-  frem_on_own_channels   FREM on with the channels the checkpoint's own epoch trained with
+  frem_on_own_channels   FREM on with the channels the checkpoint's own epoch trained with (None for
+                         a run with frem.redraw='step': its epochs have no one set of channels)
   frem_on_test_channels  FREM on with the channels this project's Table 1 uses at test (epoch 0's
                          key, which training never draws)
   frem_off_restats       FREM off, after re-estimating the running statistics of every
@@ -17,7 +18,18 @@ validation split:
                          share momentum^steps of the trained statistics remains (0.99^560 = 0.4 %
                          for 10 passes of 56 steps). The weights stay as trained. Not part of the
                          paper's method: a diagnostic of how much of the gap lives in the statistics.
-A run without FREM (the baseline, as a control) gets frem_off and frem_off_restats only.
+  frem_off_precise       FREM off, with the statistics training re-estimates under
+                         eval.reestimate_statistics (frem_jax/statistics.py): the average of every
+                         layer's FREM-off, plain batch-norm batch moments over one pass of the
+                         training split in the checkpoint epoch's batch order. No trace of the
+                         trained statistics remains, whatever --passes.
+A run without FREM (the baseline, as a control) gets frem_off, frem_off_restats and frem_off_precise.
+
+frem_off_restats keeps its running-average re-estimation, not the library's precise one, so that it
+means what it meant for the numbers in docs/fidelity/frem_gap.json; frem_off_precise is the
+library's. A run trained with eval.reestimate_statistics=True holds re-estimated statistics in its
+checkpoints (those of an epoch without validation excepted): its frem_off is then already
+re-estimated, and frem_off_precise equals it.
 
 usage: python launch/frem_gap.py RUN_DIR [RUN_DIR ...] [--epoch=best|latest|N] [--passes=10] [--out=FILE.json]
 Prints one JSON object per run (and writes them all to --out).
@@ -73,15 +85,18 @@ def measure(workdir: str, which: str = 'best', passes: int = 10) -> dict:
 
   restated = reestimate_running_stats(model, state, data.splits['train'].images, config.batch_size,
                                       config.seed, passes)
+  precise = state.replace(batch_stats=train.reestimator(config, data, mesh)(state.params, state.batch_stats, epoch))
+  own = config.frem.enabled and config.frem.get('redraw', 'epoch') == 'epoch'
   return {'workdir': workdir, 'epoch': epoch, 'seed': int(config.seed),
           'num_selected': int(config.frem.num_selected) if config.frem.enabled else None,
           'factor': float(config.frem.factor) if config.frem.enabled else None,
           'passes': passes,
           'frem': bool(config.frem.enabled),
           'val_miou': {'frem_off': miou(off, state, epoch),
-                       'frem_on_own_channels': miou(on, state, epoch) if config.frem.enabled else None,
+                       'frem_on_own_channels': miou(on, state, epoch) if own else None,
                        'frem_on_test_channels': miou(on, state, 0) if config.frem.enabled else None,
-                       'frem_off_restats': miou(off, restated, epoch)}}
+                       'frem_off_restats': miou(off, restated, epoch),
+                       'frem_off_precise': miou(off, precise, epoch)}}
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,11 @@
 #                  its variants), for tests and a quick look
 #   --source=DIR   the Drosophila data folder (default $FREM_DROSOPHILA_DIR); not for synthetic
 #   --seeds=N      seeds 0..N-1; per seed, in this order: baseline, supervision, frem
+#   --methods=LIST the methods to train instead, comma-separated, from: baseline, supervision, frem
+#                  and the variants of docs/fidelity.md's "Variance shift and the number of draws":
+#                  frem_reestimate (FREM + eval.reestimate_statistics), frem_step (FREM +
+#                  frem.redraw=step), frem_step_reestimate (both), baseline_reestimate (the control).
+#                  The report (baseline, supervision, frem) is written when all three are trained
 #   --epochs=E     epochs per run (default 60: the pilot, the seed-0 baseline, levels off by epoch 35;
 #                  launch/pilot_curve.py, docs/fidelity.md)
 #   --out=DIR      where the runs and the report go (default study/DATASET)
@@ -33,12 +38,13 @@ SECONDS_NOTE='documented measurement: the baseline at these widths on 2 CPU core
 
 dataset="${1:-}"
 [[ $# -gt 0 ]] && shift
-source= seeds= epochs=60 out= python= dry_run=0
+source= seeds= epochs=60 out= python= dry_run=0 methods_arg=baseline,supervision,frem
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --source=*) source="${1#*=}" ;;
     --seeds=*) seeds="${1#*=}" ;;
     --epochs=*) epochs="${1#*=}" ;;
+    --methods=*) methods_arg="${1#*=}" ;;
     --out=*) out="${1#*=}" ;;
     --python=*) python="${1#*=}" ;;
     --dry-run) dry_run=1 ;;
@@ -83,7 +89,14 @@ quote() {  # an argument as a reader would type it
 show() { printf '+'; for a in "$@"; do printf ' '; quote "$a"; done; printf '\n'; }
 plan() { "$python" launch/study_plan.py "$@" 2>/dev/null || python3 launch/study_plan.py "$@"; }
 
-methods=(baseline supervision frem)
+IFS=, read -r -a methods <<< "$methods_arg"
+[[ ${#methods[@]} -gt 0 ]] || { echo "error: --methods=LIST is empty; e.g. --methods=baseline,frem" >&2; exit 2; }
+for m in "${methods[@]}"; do
+  case "$m" in
+    baseline|supervision|frem|frem_reestimate|frem_step|frem_step_reestimate|baseline_reestimate) ;;
+    *) echo "error: --methods: unknown method '$m'; choose from baseline, supervision, frem, frem_reestimate, frem_step, frem_step_reestimate, baseline_reestimate" >&2; exit 2 ;;
+  esac
+done
 echo "# study: $dataset, seeds 0..$((seeds - 1)), $epochs epochs per run, in $out"
 plan estimate "$out" "$epochs" "$seeds" "$(IFS=,; echo "${methods[*]}")" \
   "$([[ $dataset == drosophila ]] && echo "$SECONDS_PER_EPOCH" || echo 0)" \
@@ -99,6 +112,11 @@ for ((s = 0; s < seeds; s++)); do
     case "$m" in
       baseline|supervision) variant=("--config=$cfg:$m") extra=() ;;
       frem) variant=("--config=$cfg") extra=(--config.eval.frem_at_test=True) ;;
+      baseline_reestimate) variant=("--config=$cfg:baseline") extra=(--config.eval.reestimate_statistics=True) ;;
+      frem_reestimate) variant=("--config=$cfg") extra=(--config.eval.frem_at_test=True --config.eval.reestimate_statistics=True) ;;
+      frem_step) variant=("--config=$cfg") extra=(--config.eval.frem_at_test=True --config.frem.redraw=step) ;;
+      frem_step_reestimate) variant=("--config=$cfg")
+        extra=(--config.eval.frem_at_test=True --config.frem.redraw=step --config.eval.reestimate_statistics=True) ;;
     esac
     cmd=("$python" -m frem_jax.train "${variant[@]}" "--workdir=$workdir" "--config.seed=$s"
          "${protocol[@]}" "${extra[@]}" "$@")
@@ -113,15 +131,19 @@ for ((s = 0; s < seeds; s++)); do
   done
 done
 
-report=("$python" -m frem_jax.report --runs "baseline=${dirs[baseline]}" "supervision=${dirs[supervision]}"
-        "frem=${dirs[frem]}" "--out=$out/report")
-echo "# report"
-show "${report[@]}"
-if [[ $dry_run == 0 ]]; then
-  "${report[@]}" || { echo "warning: the report failed (exit $?)" >&2; failed+=(report); }
+if [[ -n "${dirs[baseline]:-}" && -n "${dirs[supervision]:-}" && -n "${dirs[frem]:-}" ]]; then
+  report=("$python" -m frem_jax.report --runs "baseline=${dirs[baseline]}" "supervision=${dirs[supervision]}"
+          "frem=${dirs[frem]}" "--out=$out/report")
+  echo "# report"
+  show "${report[@]}"
+  if [[ $dry_run == 0 ]]; then
+    "${report[@]}" || { echo "warning: the report failed (exit $?)" >&2; failed+=(report); }
+  fi
+else
+  echo "# no report: it pairs baseline, supervision and frem, and --methods=$methods_arg leaves some out"
 fi
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "warning: ${#failed[@]} failed: ${failed[*]}" >&2
   exit 1
 fi
-[[ $dry_run == 1 ]] || echo "# done: $out/report/report.md"
+[[ $dry_run == 1 || ! -f "$out/report/report.md" ]] || echo "# done: $out/report/report.md"

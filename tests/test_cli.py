@@ -1,5 +1,6 @@
 """The train command line: one clear line and exit 1 for user mistakes, never a traceback."""
 
+import logging
 import os
 import re
 import subprocess
@@ -10,8 +11,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_train(*args, cwd=ROOT):
-  return subprocess.run([sys.executable, '-m', 'frem_jax.train', *args], cwd=cwd,
+def run_train(*args, cwd=ROOT, python=sys.executable, env=None):
+  return subprocess.run([python, '-m', 'frem_jax.train', *args], cwd=cwd, env=env,
                         capture_output=True, text=True, timeout=300)
 
 
@@ -88,13 +89,50 @@ def test_missing_dataset_folder_leaves_no_workdir(tmp_path):
   assert not os.path.exists(tmp_path / 'run')
 
 
+def record(pathname: str, level: int, msg: str = 'a line') -> logging.LogRecord:
+  return logging.LogRecord('absl', level, pathname, 1, msg, None, None)
+
+
+def test_the_log_filter_tells_our_records_by_the_package_folder_not_by_a_name_in_the_path():
+  import frem_jax  # pylint: disable=g-import-not-at-top
+  from frem_jax import cli  # pylint: disable=g-import-not-at-top
+  ours = os.path.join(os.path.dirname(frem_jax.__file__), 'train', '__init__.py')
+  # A checkout named frem_jax with its venv inside: orbax's files are under .../frem_jax/.
+  orbax = '/x/frem_jax/.venv/lib/python3.11/site-packages/orbax/checkpoint/m.py'
+  keep = cli._OwnInfoOnly().filter  # pylint: disable=protected-access
+  assert keep(record(ours, logging.INFO))
+  assert not keep(record(orbax, logging.INFO))
+  assert not keep(record('/x/frem_jax_old/frem_jax/m.py', logging.INFO))  # another copy of the package
+  assert keep(record(orbax, logging.WARNING)) and keep(record(orbax, logging.ERROR))
+  assert not keep(record(orbax, logging.WARNING, 'Using custom data configuration default'))
+
+
 def test_a_first_run_prints_our_lines_only(tmp_path):
+  """And writes its compiled steps to the compilation cache of FREM_JAX_COMPILATION_CACHE."""
+  # Run from a checkout-like folder named frem_jax with the venv inside it (what `git clone` and the
+  # README's install make), so that the libraries' files lie under .../frem_jax/.venv/.
+  if sys.prefix == sys.base_prefix:
+    pytest.fail(f'this test needs a venv (sys.prefix {sys.prefix} is the base Python\'s): run it as '
+                'the README says, from .venv/bin/python')
+  checkout = tmp_path / 'frem_jax'
+  checkout.mkdir()
+  (checkout / '.venv').symlink_to(sys.prefix, target_is_directory=True)
+  python = checkout / '.venv' / os.path.relpath(sys.executable, sys.prefix)
+  where = 'import importlib.util as u; print(*(u.find_spec(m).origin for m in ("jax", "orbax.checkpoint")))'
+  libraries = subprocess.run([python, '-c', where], capture_output=True, text=True, check=True).stdout.split()
+  assert all(f.startswith(f'{checkout}/.venv/') for f in libraries), (
+      f'the libraries must be seen inside the folder frem_jax ({libraries}); a venv made with '
+      '--system-site-packages does not hold them')
+  # Every compiled program is written (JAX's 1 s threshold would leave out these tiny steps).
+  cache = tmp_path / 'jax_cache'
+  env = dict(os.environ, FREM_JAX_COMPILATION_CACHE=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
   # Epoch 1 is checkpointed without a validation pass, which orbax warns about on every such save.
-  proc = run_train('--config=configs/demo.py', f'--workdir={tmp_path}/run', '--config.num_epochs=2',
+  proc = run_train(f'--config={ROOT}/configs/demo.py', f'--workdir={tmp_path}/run', '--config.num_epochs=2',
                    '--config.eval_every_epochs=2', '--config.dataset.image_size=32',
                    '--config.dataset.num_train=8', '--config.dataset.num_validation=4',
                    '--config.dataset.num_test=4', '--config.model.features=(4, 8, 16)', '--config.frem.num_selected=5',
-                   f'--config.dataset.data_dir={tmp_path}/data')
+                   f'--config.dataset.data_dir={tmp_path}/data', cwd=checkout, python=python, env=env)
   assert proc.returncode == 0, proc.stderr[-2000:]
   output = proc.stdout + proc.stderr
   ours = {name for _, _, names in os.walk(os.path.join(ROOT, 'frem_jax')) for name in names}
@@ -103,3 +141,5 @@ def test_a_first_run_prints_our_lines_only(tmp_path):
   assert [r for r in records if r[0] not in ours] == []
   assert 'tracked_metric' not in output and 'libtpu' not in output and 'Using custom data' not in output
   assert proc.stdout.startswith('best epoch 2: val mIoU') and 'test IoU per class:' in proc.stdout
+  written = os.listdir(cache) if cache.exists() else []
+  assert [n for n in written if n.startswith('jit_step-')] and [n for n in written if n.startswith('jit_eval_sums_step-')], written

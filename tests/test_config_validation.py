@@ -30,6 +30,10 @@ BAD = [
     ({'dataset.classes': (0, 255)},
      r"dataset.classes=\(0, 255\) must be \(mask value, class name\) pairs, e.g. --config.dataset.classes="),
     ({'dataset.classes': ((0, 'background'), (255,))}, r"dataset.classes=.* must be \(mask value, class name\) pairs"),
+    ({'half_precision': None}, r'half_precision=None must be True or False'),
+    ({'frem.redraw': 'batch'}, r"frem.redraw='batch' must be one of \('epoch', 'step'\)"),
+    ({'frem.redraw': 'step', 'frem.mode': 'fixed'},
+     r"frem.redraw='step' needs frem.mode='random' \(frem.mode='fixed' keeps one set of channels"),
 ]
 
 

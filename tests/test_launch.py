@@ -165,6 +165,23 @@ def test_study_dry_run_prints_the_runs_seed_major_then_the_report(tmp_path):
   assert not out.exists()
 
 
+def test_study_methods_trains_the_variance_shift_and_draws_variants_without_a_report(tmp_path):
+  out = tmp_path / 'study'
+  proc = launch('study.sh', 'drosophila', '--seeds=1', '--dry-run', '--source=DATA', f'--out={out}', '--python=py',
+                '--methods=frem_reestimate,frem_step,frem_step_reestimate,baseline_reestimate')
+  assert proc.returncode == 0, proc.stderr
+  protocol = PROTOCOL.format(out=out)
+  run = f'py -m frem_jax.train --config=configs/drosophila.py{{}} --workdir={out}/seed0/{{}} --config.seed=0 {protocol}'
+  assert commands(proc) == [
+      run.format('', 'frem_reestimate') + ' --config.eval.frem_at_test=True --config.eval.reestimate_statistics=True',
+      run.format('', 'frem_step') + ' --config.eval.frem_at_test=True --config.frem.redraw=step',
+      run.format('', 'frem_step_reestimate') + ' --config.eval.frem_at_test=True --config.frem.redraw=step'
+      ' --config.eval.reestimate_statistics=True',
+      run.format(':baseline', 'baseline_reestimate') + ' --config.eval.reestimate_statistics=True']
+  assert '# 4 runs (1 seeds × 4 methods, 60 epochs each)' in proc.stdout
+  assert '# no report: it pairs baseline, supervision and frem' in proc.stdout
+
+
 def test_study_skips_finished_runs_and_measures_seconds_per_epoch(tmp_path):
   out = tmp_path / 'study'
   (out / 'seed0' / 'baseline').mkdir(parents=True)
@@ -210,6 +227,10 @@ def test_study_estimate_from_one_run_names_it_once(tmp_path):
     (['drosophila', '--seeds=3'], 'error: --source=DIR is required: the Drosophila data folder (or set FREM_DROSOPHILA_DIR)'),
     (['synthetic', '--seeds=3', '--source=x'], 'error: --source is for drosophila; the synthetic data is generated'),
     (['drosophila', '--seeds=3', '--source=x', '--seed=2'], 'error: unknown argument --seed=2 (see --help)'),
+    (['drosophila', '--seeds=3', '--source=x', '--methods=frem,dropout'],
+     "error: --methods: unknown method 'dropout'; choose from baseline, supervision, frem, frem_reestimate, "
+     'frem_step, frem_step_reestimate, baseline_reestimate'),
+    (['drosophila', '--seeds=3', '--source=x', '--methods='], 'error: --methods=LIST is empty; e.g. --methods=baseline,frem'),
 ])
 def test_study_bad_arguments_are_one_line(args, message):
   env = {k: v for k, v in os.environ.items() if k != 'FREM_DROSOPHILA_DIR'}
@@ -258,3 +279,68 @@ def test_tiny_study_on_synthetic_data_ends_with_paired_seed_statistics(tmp_path)
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
   assert again.stdout.count('finished (1 epochs), skipped') == 6
   assert [c.split()[2] for c in commands(again)] == ['frem_jax.report']
+
+
+def _sweep(folder, trials, num_epochs=60):
+  folder.mkdir(parents=True)
+  (folder / 'trials.json').write_text(json.dumps({'config': {'num_epochs': num_epochs}, 'trials': trials}))
+
+
+def test_tuned_study_dry_run_trains_the_winners_and_resumes_the_runners_up(tmp_path):
+  out = tmp_path / 'tuned'
+  bx = [{'number': 0, 'values': {'num_selected': 300, 'factor': 900.0}, 'status': 'stopped', 'epochs': 6, 'val_miou': 0.5},
+        {'number': 1, 'values': {'num_selected': 12, 'factor': 40.5}, 'status': 'ok', 'epochs': 60, 'val_miou': 0.78},
+        {'number': 2, 'values': {'num_selected': 7, 'factor': 3.25}, 'status': 'stopped', 'epochs': 18, 'val_miou': 0.74},
+        {'number': 3, 'values': {'num_selected': 9, 'factor': 600.0}, 'status': 'ok', 'epochs': 60, 'val_miou': 0.70},
+        {'number': 4, 'values': {'num_selected': 2, 'factor': 2.0}, 'status': 'stopped', 'epochs': 18, 'val_miou': 0.76},
+        {'number': 5, 'values': {'num_selected': 1, 'factor': 1.0}, 'status': 'fail', 'epochs': 6, 'val_miou': None}]
+  _sweep(out / 'search_bx', bx)
+  _sweep(out / 'search_lambda', [
+      {'number': 0, 'values': {'weight': 0.25}, 'status': 'ok', 'epochs': 60, 'val_miou': 0.77},
+      {'number': 1, 'values': {'weight': 0.5}, 'status': 'stopped', 'epochs': 6, 'val_miou': 0.6}])
+  proc = launch('tuned_study.sh', 'drosophila', '--dry-run', '--source=DATA', f'--out={out}', '--python=py',
+                '--seeds=2', '--', '--config.eval.full_section_overlap=32')
+  assert proc.returncode == 0, proc.stderr
+  protocol = (f"--config.num_epochs=60 --config.dataset.data_dir={out}/tensorflow_datasets "
+              "--config.dataset.source_dir=DATA '--config.model.features=(16, 32, 64, 128, 512)'")
+  halving = '--config.search.halving=True --config.search.min_epochs=6 --config.search.reduction_factor=3'
+  bx_search = '--config.search.max_evals=27 --config.search.n_startup_jobs=10'
+  assert commands(proc) == [
+      f'py -m frem_jax.search --config=configs/drosophila.py --workdir={out}/search_bx {protocol} {halving} {bx_search} '
+      '--config.eval.full_section_overlap=32',
+      f'py -m frem_jax.search --config=configs/drosophila.py:supervision --workdir={out}/search_lambda {protocol} '
+      f'{halving} --config.search.max_evals=15 --config.search.n_startup_jobs=5 --config.eval.full_section_overlap=32',
+      # B = 12, X = 40.5 (trial 1, the best trained to the end); λ = 0.25.
+      f'py -m frem_jax.train --config=configs/drosophila.py --workdir={out}/seed1/frem_tuned --config.seed=1 '
+      f'{protocol} --config.eval.full_section_overlap=32 --config.frem.num_selected=12 --config.frem.factor=40.5 '
+      '--config.eval.frem_at_test=True',
+      f'py -m frem_jax.train --config=configs/drosophila.py:supervision --workdir={out}/seed1/supervision_tuned '
+      f'--config.seed=1 {protocol} --config.eval.full_section_overlap=32 --config.supervision.weight=0.25',
+      # Rank 2 is trial 3 (trained to the end: nothing to do); rank 3 is trial 4 (the better one stopped
+      # at 18 epochs), resumed in a copy with the sweep's own settings.
+      f'python3 launch/study_plan.py copy-run {out}/search_bx/trial_004 {out}/seed0/frem_rank3',
+      f'py -m frem_jax.train --config=configs/drosophila.py --workdir={out}/seed0/frem_rank3 {protocol} {halving} '
+      f'{bx_search} --config.eval.full_section_overlap=32 --config.frem.num_selected=2 --config.frem.factor=2.0',
+  ]
+  assert f'# rank 2: trial 3 (B = 9, X = 600.0) reached 60 epochs in the search: {out}/search_bx/trial_003' in proc.stdout
+  # 27 trials at rungs 6, 18, 60: 27·6 + 9·12 + 3·42 = 396 epochs; 15: 15·6 + 5·12 + 1·42 = 192.
+  assert '# B, X search: 27 trials, rungs 6, 18, 60: about 396 epochs with halving (plain TPE: 1620)' in proc.stdout
+  assert '# λ search: 15 trials, rungs 6, 18, 60: about 192 epochs with halving (plain TPE: 900)' in proc.stdout
+  assert 'the paper\'s searches, 50 + 15 trials × 2000 epochs = 130000 epochs, would take 1553 h here' in proc.stdout
+  assert not (out / 'seed0').exists() and not (out / 'seed1').exists()
+
+
+@pytest.mark.parametrize('args,message', [
+    (['mouse'], "error: DATASET must be drosophila or synthetic; got 'mouse' (see --help)"),
+    (['drosophila', '--source=x', '--min_epochs=0'], "error: --min_epochs must be a positive integer; got '0'"),
+    (['drosophila', '--source=x', '--min_epochs=90'], 'error: --min_epochs=90 must be <= --epochs=60'),
+    (['drosophila', '--source=x', '--bx_trials=many'], "error: --bx_trials must be a positive integer; got 'many'"),
+    (['drosophila'], 'error: --source=DIR is required: the Drosophila data folder (or set FREM_DROSOPHILA_DIR)'),
+    (['drosophila', '--source=x', '--trials=3'], 'error: unknown argument --trials=3 (see --help)'),
+])
+def test_tuned_study_bad_arguments_are_one_line(args, message):
+  env = {k: v for k, v in os.environ.items() if k != 'FREM_DROSOPHILA_DIR'}
+  proc = subprocess.run(['bash', os.path.join(ROOT, 'launch', 'tuned_study.sh'), *args, '--dry-run'], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == message

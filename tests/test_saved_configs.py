@@ -5,6 +5,7 @@ import json
 import pytest
 
 from frem_jax import workdir as workdir_lib
+from frem_jax.errors import UserError
 from tests.tiny import tiny_config
 
 
@@ -34,3 +35,13 @@ def test_a_run_saved_with_the_old_keys_resumes_and_loads(tmp_path):
 def test_runs_without_either_key_keep_their_config():
   saved = workdir_lib.config_to_json(tiny_config())
   assert workdir_lib.upgrade(saved) is saved
+
+
+def test_a_run_saved_before_half_precision_computed_in_float32(tmp_path):
+  saved = workdir_lib.config_to_json(tiny_config())
+  del saved['half_precision']
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  workdir_lib.check(str(tmp_path), tiny_config())  # the same run: it resumes
+  assert workdir_lib.read_config(str(tmp_path)).half_precision is False
+  with pytest.raises(UserError, match=r'half_precision: False -> True'):
+    workdir_lib.check(str(tmp_path), tiny_config(half_precision=True))

@@ -65,9 +65,9 @@ def test_halving_sweep_trains_rung_by_rung_as_the_scheduler_decides(tmp_path, mo
   config = tiny_config(**HALVING, **{'model.features': (4, 8, 20)})
   restored = []
   restore = checkpointing.restore
-  def spy(manager, epoch, template):
+  def spy(manager, epoch, template, *args, **kwargs):
     restored.append((os.path.basename(os.path.dirname(str(manager.directory))), epoch))
-    return restore(manager, epoch, template)
+    return restore(manager, epoch, template, *args, **kwargs)
   monkeypatch.setattr(checkpointing, 'restore', spy)
   train_fn = epochs.jit_train_step_on_device(True, False, parallel.make_mesh(jax.local_devices()[:1]))
   before = train_fn._cache_size()

@@ -46,15 +46,26 @@ def run_cli(*args, env=None):
 
 
 @pytest.fixture(scope='module')
-def ray_cluster(tmp_path_factory):
+def ray_cache(tmp_path_factory):
+  """The compilation cache folder of the module's Ray workers."""
+  return tmp_path_factory.mktemp('jax_cache')
+
+
+@pytest.fixture(scope='module')
+def ray_cluster(ray_cache):
   """One local Ray for the module's tests (2 CPUs); its workers share a JAX compilation cache."""
   import ray  # pylint: disable=g-import-not-at-top
-  cache = str(tmp_path_factory.mktemp('jax_cache'))
-  # The raylet and its workers inherit this process's environment when Ray starts.
-  env = {'JAX_COMPILATION_CACHE_DIR': cache, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
-         'JAX_PLATFORMS': 'cpu'}
+  # The raylet and its workers inherit this process's environment when Ray starts. The folder is
+  # given as the commands take it: a trial uses it only if the trainable sets the cache up itself.
+  # JAX's own variable (the suite's shared cache, tests/conftest.py) would take precedence: not for them.
+  env = {'FREM_JAX_COMPILATION_CACHE': str(ray_cache), 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+         'JAX_PLATFORMS': 'cpu', 'JAX_COMPILATION_CACHE_DIR': None}
   saved = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)
+  for k, v in env.items():
+    if v is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = v
   try:
     context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
   finally:
@@ -83,7 +94,7 @@ def get_config():
 
 
 @needs_ray
-def test_ray_sweep_killed_after_its_first_trial_restores_to_exactly_three_trials(ray_cluster, tmp_path):
+def test_ray_sweep_killed_after_its_first_trial_restores_to_exactly_three_trials(ray_cluster, ray_cache, tmp_path):
   config_file = tmp_path / 'sweep_config.py'
   config_file.write_text(SWEEP_CONFIG_FILE.format(data_dir=DATA_DIR))
   workdir = tmp_path / 'sweep'
@@ -109,6 +120,8 @@ def test_ray_sweep_killed_after_its_first_trial_restores_to_exactly_three_trials
   assert [t['status'] for t in trials] == ['ok', 'running'], (
       f'the sweep was not caught mid-way: trials {[t["status"] for t in trials]}, '
       f'{"it ended by itself" if ended_by_itself else "still running"} after {time.time() - start:.0f} s')
+  # Trial 0's worker wrote its compiled train step where FREM_JAX_COMPILATION_CACHE says.
+  assert [n for n in os.listdir(ray_cache) if n.startswith('jit_step-')], os.listdir(ray_cache)
   print(f'killed after {time.time() - start:.1f} s')
 
   # The same sweep again (here in-process, on the same Ray) restores Ray's experiment and finishes.

@@ -14,9 +14,11 @@ from frem_jax import input_pipeline
 from frem_jax import loss
 from frem_jax import parallel
 from frem_jax import randomness
+from frem_jax import statistics
 from frem_jax import steps
 from frem_jax import train
 from frem_jax.errors import TrainingDiverged, UserError
+from frem_jax.model import frem
 from tests import recompute
 from tests.tiny import DATA_DIR, tiny_config
 
@@ -24,8 +26,8 @@ from tests.tiny import DATA_DIR, tiny_config
 MESH = parallel.make_mesh(jax.local_devices()[:1])
 
 
-def single_device_step(frem_enabled, supervision_enabled):
-  return epochs.jit_train_step(frem_enabled, supervision_enabled, MESH)
+def single_device_step(frem_enabled, supervision_enabled, frem_redraw='epoch'):
+  return epochs.jit_train_step(frem_enabled, supervision_enabled, MESH, frem_redraw)
 
 
 def placed_state(model):
@@ -65,15 +67,21 @@ def test_b_x_and_lambda_never_recompile_the_train_step():
   assert train_fn._cache_size() - before == 1
 
 
-def test_runs_with_other_b_x_lambda_reuse_the_compiled_epoch(tmp_path):
-  """Two runs in one process that differ only in B, X and λ compile the train step once."""
-  fn = epochs.jit_train_step_on_device(True, True, parallel.make_mesh(jax.local_devices()))
-  before = fn._cache_size()
+@pytest.mark.parametrize('variant', ['paper', 'step_redraw_reestimated'])
+def test_runs_with_other_b_x_lambda_reuse_the_compiled_epoch(tmp_path, variant):
+  """Two runs in one process that differ only in B, X and λ compile the train step (and the re-estimation) once."""
+  options = RESUMED[variant]
+  mesh = parallel.make_mesh(jax.local_devices())
+  fns = [epochs.jit_train_step_on_device(True, True, mesh, options.get('frem.redraw', 'epoch'))]
+  if options:
+    twin = build.build_model(statistics.moments_config(tiny_config(**{'supervision.enabled': True})), 3)
+    fns.append(statistics.jit_accumulate(twin, mesh))
+  before = [fn._cache_size() for fn in fns]
   for i, (b, x, lam) in enumerate([(3, 10.0, 0.2), (12, 500.0, 0.7)]):
     config = tiny_config(num_epochs=1, **{'frem.num_selected': b, 'frem.factor': x,
-                                          'supervision.enabled': True, 'supervision.weight': lam})
+                                          'supervision.enabled': True, 'supervision.weight': lam, **options})
     train.train_and_evaluate(config, str(tmp_path / f'trial{i}'))
-  assert fn._cache_size() - before == 1
+  assert [fn._cache_size() - n for fn, n in zip(fns, before)] == [1] * len(fns)
 
 
 def test_epoch_on_the_device_equals_host_fed_steps():
@@ -101,6 +109,35 @@ def test_index_batches_match_the_host_batches():
   split = input_pipeline.Split(np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1), np.zeros((10, 1, 1), np.int32))
   host = [b['image'].ravel().astype(int).tolist() for b in input_pipeline.train_batches(split, 3, 7, 4)]
   assert epochs.index_batches(10, 3, 7, 4).tolist() == host
+
+
+def test_redraw_step_enhances_other_channels_every_step_from_the_step_counter():
+  """frem.redraw='step': step i of an epoch uses frem_step_key(epoch key, i), whichever B and X, without recompiling."""
+  config = tiny_config()
+  data = datasets.load_dataset(config, DATA_DIR)
+  state = placed_state(build.build_model(config, data.num_classes))
+  batch = next(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
+  key = randomness.frem_epoch_key(0, 1, 'random')
+  per_step, per_epoch = single_device_step(True, False, 'step'), single_device_step(True, False)
+  before = per_step._cache_size()
+
+  def at_step(fn, i, hp, frem_key):  # the same state, as if it were step i (steps donate their state)
+    return fn(jax.tree.map(jax.numpy.copy, state.replace(step=jax.numpy.asarray(i, jax.numpy.int32))), batch, hp,
+              frem_key)
+
+  for hp in (steps.make_hyperparams(5, 20.0, 0.0), steps.make_hyperparams(12, 3.0, 0.0)):
+    drawn = [at_step(per_step, i, hp, key) for i in (0, 1)]
+    assert float(drawn[0][1]['loss']) != float(drawn[1][1]['loss'])  # two steps, two draws
+    for i, (new_state, _) in enumerate(drawn):  # each the draw of its step's key, bit for bit
+      expected, _ = at_step(per_epoch, i, hp, randomness.frem_step_key(key, i))
+      for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(a, b)
+  # Under 'epoch' the step counter decides nothing.
+  hp = steps.make_hyperparams(5, 20.0, 0.0)
+  assert float(at_step(per_epoch, 0, hp, key)[1]['loss']) == float(at_step(per_epoch, 1, hp, key)[1]['loss'])
+  channels = [np.asarray(frem.selected_channels(randomness.frem_step_key(key, i), 16, 5)) for i in (0, 1)]
+  assert not np.array_equal(*channels)
+  assert per_step._cache_size() - before == 1  # B and X stay runtime values
 
 
 def test_frem_keys_change_every_epoch_unless_fixed():
@@ -145,15 +182,39 @@ def test_results_json_has_the_promised_fields(finished_run):
   assert any(name.startswith('events.out.tfevents') for name in os.listdir(os.path.join(workdir, 'tensorboard')))
 
 
-def test_resumed_run_ends_like_a_straight_run(finished_run, tmp_path):
-  _, straight = finished_run
+# The paper's run, and both of issue 26's options: a new FREM draw every step (from the checkpointed
+# step counter) and re-estimated statistics in the checkpoints (training resumes from its own).
+RESUMED = {'paper': {}, 'step_redraw_reestimated': {'frem.redraw': 'step', 'eval.reestimate_statistics': True}}
+
+
+@pytest.mark.parametrize('variant', RESUMED)
+def test_resumed_run_ends_like_a_straight_run(finished_run, tmp_path, variant):
+  """Interrupted after epoch 1 and resumed, a run ends as a straight one: checkpoints and logs bit for bit."""
+  options = RESUMED[variant]
+  if options:
+    straight_dir = str(tmp_path / 'straight')
+    straight = train.train_and_evaluate(tiny_config(**options), straight_dir)
+  else:
+    straight_dir, straight = finished_run
   workdir = str(tmp_path / 'resumed')
-  train.train_and_evaluate(tiny_config(num_epochs=1), workdir)  # "interrupted" after 1 epoch
-  resumed = train.train_and_evaluate(tiny_config(), workdir)
+  train.train_and_evaluate(tiny_config(num_epochs=1, **options), workdir)  # "interrupted" after 1 epoch
+  resumed = train.train_and_evaluate(tiny_config(**options), workdir)
   assert resumed['best_epoch'] == straight['best_epoch']
   assert resumed['test'] == straight['test'] and resumed['val'] == straight['val']
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    assert [json.loads(l)['epoch'] for l in f] == [1, 2, 3]
+  epochs_kept = recompute.kept_epochs(straight_dir)
+  assert recompute.kept_epochs(workdir) == epochs_kept and 3 in epochs_kept
+  for epoch in epochs_kept:
+    for training_statistics in {False, bool(options)}:
+      recompute.assert_trees_equal(
+          recompute.checkpoint_state(workdir, tiny_config(**options), epoch, training_statistics),
+          recompute.checkpoint_state(straight_dir, tiny_config(**options), epoch, training_statistics))
+  lines = {}
+  for name, folder in (('straight', straight_dir), ('resumed', workdir)):
+    with open(os.path.join(folder, 'metrics.jsonl')) as f:
+      lines[name] = [json.loads(l) for l in f]
+  assert lines['resumed'] == lines['straight'] and [l['epoch'] for l in lines['resumed']] == [1, 2, 3]
+  # Under frem.redraw='step' no one set of channels was enhanced in an epoch: Fig. 9's split is left out.
+  assert all(('features/enhanced_sum' in l) == (variant == 'paper') for l in lines['resumed'])
 
 
 def test_rerunning_a_finished_run_changes_nothing(finished_run):

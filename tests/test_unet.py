@@ -10,7 +10,8 @@ import pytest
 from frem_jax import build
 from frem_jax import randomness
 from frem_jax import steps
-from frem_jax.model.unet import Enhancement, UNetSE
+from frem_jax.model import frem
+from frem_jax.model.unet import Enhancement, UNetSE, frem_channels
 from tests.tiny import tiny_config
 
 TINY = (4, 8, 16)
@@ -58,20 +59,35 @@ def test_frem_enhances_b_channels_of_the_deepest_stage():
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
 
   @jax.jit
-  def run(b, x_factor):
-    enh = Enhancement(b, x_factor)
-    out, inter = model.apply(variables, x, train=True, enhancement=enh, rngs={'frem': jax.random.key(1)},
+  def run(b, x_factor, key, channels=None):
+    enh = Enhancement(b, x_factor, channels)
+    out, inter = model.apply(variables, x, train=True, enhancement=enh, rngs={'frem': key},
                              mutable=['batch_stats', 'intermediates'])
     return out.logits, inter['intermediates']
 
-  plain, _ = run(jnp.int32(0), jnp.float32(50.0))
-  enhanced, inter = run(jnp.int32(5), jnp.float32(50.0))
+  def enhanced_channels(inter):
+    deepest = np.asarray(inter['deepest_features'][0])
+    with np.errstate(invalid='ignore', divide='ignore'):
+      ratio = np.asarray(inter['enhanced_features'][0]).reshape(-1, 16) / deepest.reshape(-1, 16)
+    column = np.nanmax(np.where(deepest.reshape(-1, 16) != 0, ratio, np.nan), axis=0)
+    assert np.all(np.isclose(column, 50.0) | np.isclose(column, 1.0))
+    return np.isclose(column, 50.0)
+
+  key = randomness.frem_epoch_key(0, 1, 'random')
+  plain, _ = run(jnp.int32(0), jnp.float32(50.0), key)
+  enhanced, inter = run(jnp.int32(5), jnp.float32(50.0), key)
   assert not np.allclose(plain, enhanced)
-  deepest = np.asarray(inter['deepest_features'][0])
-  with np.errstate(invalid='ignore', divide='ignore'):
-    ratio = np.asarray(inter['enhanced_features'][0]).reshape(-1, 16) / deepest.reshape(-1, 16)
-  column = np.nanmax(np.where(deepest.reshape(-1, 16) != 0, ratio, np.nan), axis=0)
-  assert np.sum(np.isclose(column, 50.0)) == 5 and np.sum(np.isclose(column, 1.0)) == 11
+  assert enhanced_channels(inter).sum() == 5
+  # frem_channels names them without the network (the logs and a population's step rely on it) ...
+  for k in (key, randomness.frem_epoch_key(0, 2, 'random')):
+    for b in (5, 11):
+      mask = np.asarray(frem_channels(k, 16, b))
+      np.testing.assert_array_equal(enhanced_channels(run(jnp.int32(b), jnp.float32(50.0), k)[1]), mask)
+      # ... and channels given by the caller are those enhanced: the same step.
+      given, _ = run(jnp.int32(b), jnp.float32(50.0), k, jnp.asarray(mask))
+      np.testing.assert_array_equal(given, run(jnp.int32(b), jnp.float32(50.0), k)[0])
+  # Not those of the key itself: flax folds FREM's place in the network into it.
+  assert not np.array_equal(np.asarray(frem.selected_channels(key, 16, 5)), np.asarray(frem_channels(key, 16, 5)))
 
 
 def compiled(fn, *args):

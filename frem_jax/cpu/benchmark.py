@@ -65,9 +65,17 @@ def _without_kernels(model: nn.Module) -> nn.Module:
 
 
 def kernels_used(model: nn.Module) -> bool:
-  """Whether some convolution of `model` runs on the CPU kernels or oneDNN."""
+  """Whether some convolution of `model` runs on the CPU kernels or oneDNN (float32 only: not with half_precision)."""
   return model.conv is cpu_layers.Conv and any(
-      ffi.conv3x3_plan(f, f, jnp.float32) for f in model.features)
+      ffi.conv3x3_plan(f, f, model.dtype) for f in model.features)
+
+
+def describe(model: nn.Module) -> dict:
+  """What ran: 'precision' (the model's compute dtype, 'float32' or 'bfloat16'), 'layers_used'
+  ('cpu', the wing's, or 'flax') and 'cpu_kernels_used'."""
+  return {'precision': jnp.dtype(model.dtype).name,
+          'layers_used': 'cpu' if model.conv is cpu_layers.Conv else 'flax',
+          'cpu_kernels_used': kernels_used(model)}
 
 
 def run_benchmark(model: nn.Module, image_size: int, batch_sizes, infer_batch_sizes, num_steps,
@@ -123,7 +131,7 @@ def run_benchmark(model: nn.Module, image_size: int, batch_sizes, infer_batch_si
       'device_kind': jax.devices()[0].device_kind, 'num_devices': jax.device_count(),
       'xla_flags': os.environ.get('XLA_FLAGS', ''), 'features': list(features),
       'image_size': image_size, 'num_classes': num_classes, 'num_params': num_params,
-      'cpu_kernels_used': kernels_used(model),
+      **describe(model),
       'onednn': ffi.onednn_info() if kernels_used(model) else '',
       'forward_gflop_per_image': forward_xla_flops / 1e9 if forward_xla_flops else None,
       'conv_forward_gflop_per_image': conv_fwd / 1e9,

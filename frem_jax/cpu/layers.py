@@ -17,12 +17,18 @@ matmul [N·H·W, C] x [C, 4·O] and a depth-to-space rearrangement.
 
 `max_pool` for `nn.max_pool`: a 2x2 stride-2 window as a reshape and a max.
 
+Dtypes as flax's: `dtype` is the computation's (None: promoted from the input
+and the float32 parameters), parameters are float32. The C++ kernels compute
+float32 only (`ffi.fits`); in bfloat16 (`half_precision`) both layers use
+XLA's operations in bfloat16.
+
 `LAYERS` is the bundle `build_model` passes to `UNetSE`.
 """
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
+from flax.linen import dtypes
 import jax
 import jax.numpy as jnp
 
@@ -38,6 +44,8 @@ class Conv(nn.Module):
     features: output channels.
     kernel_size: (kh, kw).
     use_bias: add a bias, as `nn.Conv`.
+    dtype: the computation's dtype, as `nn.Conv`'s (None: promoted from the
+      input's and the parameters').
     kernels: use oneDNN and the C++ kernels where they fit (False: XLA's
       convolution; the tests compare both).
     implementation: of the 3x3 convolutions where `kernels`: 'auto' (the
@@ -47,6 +55,7 @@ class Conv(nn.Module):
   features: int
   kernel_size: Sequence[int] = (3, 3)
   use_bias: bool = True
+  dtype: Any = None
   kernels: bool = True
   implementation: str = 'auto'
 
@@ -55,6 +64,9 @@ class Conv(nn.Module):
     kh, kw = self.kernel_size
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (kh, kw, x.shape[-1], self.features), jnp.float32)
+    bias = (self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+            if self.use_bias else None)
+    x, kernel, bias = dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     if (kh, kw) == (1, 1):
       y = jnp.einsum('nhwc,ck->nhwk', x, kernel[0, 0], precision=jax.lax.Precision.HIGHEST)
     elif (kh, kw) == (3, 3) and self.kernels and (plan := ffi.conv3x3_plan(
@@ -62,9 +74,7 @@ class Conv(nn.Module):
       y = ffi.planned_conv3x3(x, kernel, plan)
     else:
       y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
-    return y
+    return y if bias is None else y + bias
 
 
 class ConvTranspose(nn.Module):
@@ -73,11 +83,13 @@ class ConvTranspose(nn.Module):
   Attributes:
     features: output channels.
     kernel_size, strides: (2, 2) each, the only shape it computes.
+    dtype: the computation's dtype, as `nn.ConvTranspose`'s (None: promoted).
     kernels: use the C++ kernel where it fits (False: one matrix product).
   """
   features: int
   kernel_size: Sequence[int] = (2, 2)
   strides: Optional[Sequence[int]] = (2, 2)
+  dtype: Any = None
   kernels: bool = True
 
   @nn.compact
@@ -89,6 +101,7 @@ class ConvTranspose(nn.Module):
     o = self.features
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (2, 2, c, o), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (o,), jnp.float32)
+    x, kernel, bias = dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     if self.kernels and ffi.uses_kernel(o, x.dtype):
       return ffi.upconv2x2(x, kernel) + bias
     # nn.ConvTranspose (SAME padding, transpose_kernel=False) gives output offset (a, b) of each

@@ -52,11 +52,29 @@ class FREM(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, num_selected, factor,
                deterministic: Optional[bool] = None,
-               rng: Optional[jax.Array] = None) -> jnp.ndarray:
-    """Enhances B (`num_selected`) channels of `x` [..., C] by X (`factor`)."""
+               rng: Optional[jax.Array] = None,
+               selected: Optional[jax.Array] = None) -> jnp.ndarray:
+    """Enhances B (`num_selected`) channels of `x` [..., C] by X (`factor`).
+
+    `selected`, if given, is the [C] boolean mask of those channels, drawn by
+    the caller with `selected_channels`; otherwise they are drawn here.
+    """
     deterministic = nn.merge_param('deterministic', self.deterministic, deterministic)
     if deterministic:
       return x
-    if rng is None:
-      rng = self.make_rng(self.rng_collection)
-    return x * enhancement_scale(rng, x.shape[-1], num_selected, factor, x.dtype)
+    if selected is None:
+      selected = self.draw(x.shape[-1], num_selected, rng)
+    # X multiplies in float32, rounded once to x's dtype: bfloat16 (`half_precision`) would
+    # store X = 10000 as 9984 before multiplying.
+    scale = jnp.where(selected, jnp.asarray(factor, jnp.float32), jnp.ones((), jnp.float32))
+    return (x.astype(jnp.float32) * scale).astype(x.dtype)
+
+  def draw(self, num_channels: int, num_selected, rng: Optional[jax.Array] = None) -> jnp.ndarray:
+    """The [C] mask of the channels `__call__` enhances: from `rng`, or else from the `rng_collection` stream.
+
+    flax's stream folds this module's place in the network into its key, so the
+    channels are those of `selected_channels` on that derived key, not on the
+    key given to `apply` (`unet.frem_channels` draws them for the U-Net).
+    """
+    return selected_channels(rng if rng is not None else self.make_rng(self.rng_collection),
+                             num_channels, num_selected)

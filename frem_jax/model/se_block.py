@@ -10,6 +10,10 @@ class SEBlock(nn.Module):
   squeeze (global average pool) -> Dense(C / reduction) -> ReLU -> Dense(C)
   -> sigmoid -> channel-wise scale.
 
+  The squeeze and the gate are computed in float32 whatever x's dtype: they are
+  only N x C values, and in bfloat16 (`half_precision`) each channel's mean and
+  its gate would keep 3 significant digits. Only the rescaling runs in x's dtype.
+
   Attributes:
     reduction: the squeeze ratio r (`model.se_reduction`).
   """
@@ -18,7 +22,7 @@ class SEBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     channels = x.shape[-1]
-    squeezed = jnp.mean(x, axis=(1, 2))
+    squeezed = jnp.mean(x, axis=(1, 2), dtype=jnp.float32)
     hidden = nn.relu(nn.Dense(max(1, channels // self.reduction), name='squeeze')(squeezed))
     gate = nn.sigmoid(nn.Dense(channels, name='excite')(hidden))
-    return x * gate[:, None, None, :]
+    return x * gate[:, None, None, :].astype(x.dtype)

@@ -2,7 +2,8 @@
 
 Usage (predict/__main__.py):
   python -m frem_jax.predict --workdir=runs/demo --input=IMAGE_OR_FOLDER --output=OUT
-      [--overlap=32] [--raw] [--probabilities] [--overlay] [--masks=MASK_OR_FOLDER]
+      [--overlap=TILE//8] [--raw] [--probabilities] [--overlay] [--masks=MASK_OR_FOLDER]
+      [--half_precision=true|false]
   python -m frem_jax.predict --workdir=RUN --source_dir=FOLDER --output=OUT   (score a folder)
 
 Writes OUT/<stem>.png per image: a palette PNG whose pixel values are the class
@@ -16,6 +17,7 @@ OUT/iou.json with the IoU per image and over all images. docs/predict.md has it 
 
 import os
 import sys
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -35,6 +37,14 @@ from frem_jax.predict import overlay as overlay_lib
 from frem_jax.predict import source_layout
 
 IOU_FILE = 'iou.json'
+# The default overlap, as a fraction of the run's tile size: 32 pixels at the paper's 256² tiles, and a
+# fixed number of pixels would not fit every run (32 is no overlap at all for a run of 32² tiles).
+DEFAULT_OVERLAP_DIVISOR = 8
+
+
+def default_overlap(tile: int) -> int:
+  """The overlap used when none is given: tile // DEFAULT_OVERLAP_DIVISOR (32 for 256² tiles, 4 for 32²)."""
+  return tile // DEFAULT_OVERLAP_DIVISOR
 
 
 def predict_image(run: trained_run.TrainedRun, image: np.ndarray,
@@ -125,10 +135,14 @@ def _save_overlay(path: str, image: np.ndarray, class_map: np.ndarray) -> None:
 
 
 @workdir_lock.holding('output', '--output')
-def predict_files(workdir: str, input_path: str, output: str, overlap: int = 32, raw: bool = False,
+def predict_files(workdir: str, input_path: str, output: str, overlap: Optional[int] = None, raw: bool = False,
                   probabilities: bool = False, masks: str = '', overlay: bool = False,
-                  source_dir: str = '') -> dict:
+                  source_dir: str = '', half_precision: Optional[bool] = None) -> dict:
   """Segments the image(s) at `input_path` (or of `source_dir`) into `output`.
+
+  `half_precision` (True/False) computes in bfloat16 or float32 whatever the run
+  trained in; None: the run's own `half_precision`.
+  `overlap` None means `default_overlap` of the run's tile size.
 
   Returns:
     The iou.json content ({} without masks).
@@ -139,7 +153,7 @@ def predict_files(workdir: str, input_path: str, output: str, overlap: int = 32,
     if input_path or masks:
       raise UserError('--source_dir takes the images and masks from a folder laid out like the '
                       'training data; leave out --input and --masks')
-    run = trained_run.load(workdir)
+    run = trained_run.load(workdir, half_precision)
     images, mask_files = source_layout.image_mask_pairs(run.config, source_dir)
   else:
     if not input_path:
@@ -153,7 +167,9 @@ def predict_files(workdir: str, input_path: str, output: str, overlap: int = 32,
   for path in images.values():
     if os.path.realpath(path) in outputs:
       raise UserError(f'--output={output} would overwrite the input {path}; choose another folder')
-  run = run or trained_run.load(workdir)
+  run = run or trained_run.load(workdir, half_precision)
+  if overlap is None:
+    overlap = default_overlap(run.image_size)
   if not 0 <= overlap < run.image_size:
     raise UserError(f'--overlap={overlap} must be in [0, {run.image_size}), below the tile size '
                     f'{run.image_size} of the run')

@@ -20,6 +20,7 @@ import time
 from absl import logging
 import ml_collections
 
+from frem_jax import compilation_cache
 from frem_jax import datasets
 from frem_jax import workdir as workdir_lib
 from frem_jax import workdir_lock
@@ -145,6 +146,9 @@ def trainable(params: dict, base: ml_collections.ConfigDict, workdir: str, space
   from frem_jax import train  # pylint: disable=g-import-not-at-top
   from frem_jax.errors import TrainingDiverged  # pylint: disable=g-import-not-at-top
 
+  # Each trial is a worker process of its own, which cli.begin never ran in: without the cache
+  # every trial would compile the same steps again.
+  compilation_cache.use_compilation_cache()
   t0 = time.perf_counter()
   name = tune.get_context().get_trial_name()
   trial_dir = os.path.join(workdir, name)

@@ -29,6 +29,7 @@ from frem_jax import metrics
 from frem_jax import parallel
 from frem_jax import randomness
 from frem_jax import section_eval
+from frem_jax import statistics
 from frem_jax import steps
 from frem_jax import workdir as workdir_lib
 from frem_jax import workdir_lock
@@ -37,7 +38,7 @@ from frem_jax.config_validation import validate_config
 from frem_jax.errors import TrainingDiverged
 from frem_jax.filenames import RESULTS_FILE
 from frem_jax.metric_logging import MetricLogger
-from frem_jax.model import frem as frem_lib
+from frem_jax.model import unet
 from frem_jax.train import population
 
 
@@ -67,7 +68,9 @@ def feature_stats(sums: dict, enhanced: Optional[np.ndarray]) -> dict:
   features/all_sum: the deepest stage's activations summed over pixels and
   channels, per image (Fig. 9a); with FREM, features/enhanced_sum and
   features/other_sum split that sum into the `enhanced` channels (those FREM
-  enhanced in the epoch just trained) and the others (Fig. 9b, 9c).
+  enhanced in the epoch just trained) and the others (Fig. 9b, 9c). With
+  `enhanced` None (no FREM, or `frem.redraw='step'`, where an epoch has no one
+  set of enhanced channels) the split is left out.
   """
   channel_sum = sums['deepest_channel_sum']
   n = max(sums['num_images'], 1.0)
@@ -86,13 +89,17 @@ def _count_params(params) -> int:
 
 @dataclasses.dataclass
 class RunLog:
-  """What a run keeps between epochs: its checkpoints, metric log, training time and best validation mIoU."""
+  """What a run keeps between epochs: its checkpoints, metric log, training time and best validation mIoU.
+
+  reestimate_seconds: the time spent re-estimating statistics (`eval.reestimate_statistics`).
+  """
   manager: Any
   logger: MetricLogger
-  state: steps.TrainState  # as restored (or as given, for a new run)
+  state: steps.TrainState  # as restored (or as given, for a new run), with the training statistics
   start_epoch: int = 0
   train_seconds: float = 0.0
   best_miou: float = -math.inf
+  reestimate_seconds: float = 0.0
 
   def close(self) -> None:
     self.manager.close()
@@ -122,8 +129,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   runner = epochs_lib.EpochRunner(
       data.splits['train'], config.batch_size, config.seed, frem_enabled=config.frem.enabled,
       supervision_enabled=config.supervision.enabled, parallelism=config.parallelism,
-      data_on_device=config.data_on_device, augment=config.dataset.augment, devices=devices)
-  run = open_run(workdir, state)
+      data_on_device=config.data_on_device, augment=config.dataset.augment, devices=devices,
+      frem_redraw=config.frem.redraw)
+  run = open_run(workdir, state, config.eval.reestimate_statistics)
   try:
     state = _train_epochs(config, data, runner, run, on_epoch)
     return finish_run(config, workdir, data, model, runner.mesh, run, state, hyperparams(config))
@@ -141,16 +149,20 @@ def _check(config: ml_collections.ConfigDict, workdir: str, devices) -> list:
   return devices
 
 
-def open_run(workdir: str, state: steps.TrainState) -> RunLog:
+def open_run(workdir: str, state: steps.TrainState, reestimated: bool = False) -> RunLog:
   """Opens `workdir`'s checkpoints and metric log; resumes from its latest checkpoint if it has one.
 
-  The metrics log is cut to match the checkpoint resumed from.
+  With `reestimated` (`eval.reestimate_statistics`: the checkpoints' batch_stats
+  are re-estimated ones) the run resumes from the training statistics saved
+  beside them, as a straight run goes on. The metrics log is cut to match the
+  checkpoint resumed from.
   """
   run = RunLog(checkpointing.make_manager(workdir), MetricLogger(workdir), state)
   if run.manager.latest_step() is not None:
     run.start_epoch = run.manager.latest_step()
-    run.state, meta = checkpointing.restore(run.manager, run.start_epoch, state)
+    run.state, meta = checkpointing.restore(run.manager, run.start_epoch, state, train_batch_stats=reestimated)
     run.train_seconds, run.best_miou = meta['train_seconds'], meta['best_val_miou']
+    run.reestimate_seconds = meta.get('reestimate_seconds', 0.0)
     logging.info('Resuming %s from epoch %d.', workdir, run.start_epoch)
   run.logger.truncate_after(run.start_epoch)
   return run
@@ -160,6 +172,7 @@ def _train_epochs(config, data: input_pipeline.Dataset, runner: epochs_lib.Epoch
                   on_epoch=None) -> steps.TrainState:
   """Trains the remaining epochs: validation, feature statistics, checkpoints and logs after each."""
   eval_fn = epochs_lib.jit_eval_step(data.num_classes, runner.mesh)
+  reestimate = reestimator(config, data, runner.mesh) if config.eval.reestimate_statistics else None
   hparams = hyperparams(config)
   train_split = data.splits['train']
   state = run.state
@@ -174,9 +187,14 @@ def _train_epochs(config, data: input_pipeline.Dataset, runner: epochs_lib.Epoch
     state = runner.get(train_state)
     check_finite(config, epoch, loss)
     seconds = time.perf_counter() - t0
-    sums = (evaluate(eval_fn, state, data.splits['validation'], config.eval_batch_size, hparams, key)
-            if evaluates(config, epoch) else None)
-    scalars = end_epoch(config, data, run, epoch, state, loss, seconds, sums, key)
+    sums, eval_stats = None, None
+    if evaluates(config, epoch):
+      eval_state = state
+      if reestimate is not None:
+        eval_stats = _timed_reestimate(reestimate, state, epoch, [run])
+        eval_state = state.replace(batch_stats=eval_stats)
+      sums = evaluate(eval_fn, eval_state, data.splits['validation'], config.eval_batch_size, hparams, key)
+    scalars = end_epoch(config, data, run, epoch, state, loss, seconds, sums, key, eval_stats)
     val_miou = scalars.get('val/miou')
     if on_epoch is not None:
       on_epoch(epoch, {**scalars, 'val/best_miou': run.best_miou})
@@ -199,10 +217,47 @@ def evaluates(config: ml_collections.ConfigDict, epoch: int) -> bool:
   return epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs
 
 
+def reestimator(config: ml_collections.ConfigDict, data: input_pipeline.Dataset, mesh=None):
+  """fn(params, batch_stats, epoch) -> the statistics `eval.reestimate_statistics` evaluates with.
+
+  Precise FREM-off statistics (frem_jax/statistics.py) over one pass of the
+  whole training split, in the batches of `batch_size` and the order of the
+  epoch just trained (without augmentation), so every training image counts
+  once: Drosophila's 224 training tiles are 56 batches of 4 (PreciseBN's
+  default is 200 batches). Compiled once per process and model. `mesh` None:
+  the stacked members of a population on one device.
+  """
+  twin = build_model(statistics.moments_config(config), data.num_classes)
+  accumulate = (statistics.jit_population_accumulate(twin) if mesh is None
+                else statistics.jit_accumulate(twin, mesh))
+  split = data.splits['train']
+
+  def reestimate(params, batch_stats, epoch: int):
+    order = epochs_lib.index_batches(len(split), config.batch_size, config.seed, epoch)
+    return statistics.reestimate(accumulate, params, batch_stats, split.images, order)
+
+  return reestimate
+
+
+def _timed_reestimate(reestimate, state: steps.TrainState, epoch: int, runs: Sequence[RunLog]):
+  """`reestimate`'s statistics of `state`; its time is added to each of `runs` (a population's members share it)."""
+  t0 = time.perf_counter()
+  stats = jax.block_until_ready(reestimate(state.params, state.batch_stats, epoch))
+  for run in runs:
+    run.reestimate_seconds += time.perf_counter() - t0
+  return stats
+
+
 def end_epoch(config: ml_collections.ConfigDict, data: input_pipeline.Dataset, run: RunLog, epoch: int,
               state: steps.TrainState, loss: float, seconds: float, sums: Optional[dict],
-              key: jax.Array) -> dict:
+              key: jax.Array, eval_batch_stats=None) -> dict:
   """Logs a trained epoch (validation metrics from `sums`, an `evaluate` pass, or None) and checkpoints it if due.
+
+  `state` holds the training statistics; `eval_batch_stats`, if given, are the
+  re-estimated ones `sums` was computed with (`eval.reestimate_statistics`).
+  With that option a checkpoint's batch_stats are the statistics its epoch was
+  evaluated with, the training ones for an epoch without evaluation, and the
+  training ones are saved beside them (checkpointing.py).
 
   Returns:
     The scalars logged for the epoch ('val/miou' only if it was evaluated).
@@ -221,9 +276,15 @@ def end_epoch(config: ml_collections.ConfigDict, data: input_pipeline.Dataset, r
   if improved or epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
     # Only a new best carries the metric: orbax's best checkpoint is the latest of tied metrics,
     # and ours is the earliest epoch with the highest validation mIoU.
-    checkpointing.save(run.manager, epoch, state,
-                       {'epoch': epoch, 'train_seconds': run.train_seconds,
-                        'best_val_miou': run.best_miou}, val_miou if improved else None)
+    meta = {'epoch': epoch, 'train_seconds': run.train_seconds, 'best_val_miou': run.best_miou}
+    saved, train_batch_stats = state, None
+    if config.eval.reestimate_statistics:
+      meta['reestimate_seconds'] = run.reestimate_seconds
+      meta['batch_stats'] = 'training' if eval_batch_stats is None else 're-estimated'
+      train_batch_stats = state.batch_stats
+      if eval_batch_stats is not None:
+        saved = state.replace(batch_stats=eval_batch_stats)
+    checkpointing.save(run.manager, epoch, saved, meta, val_miou if improved else None, train_batch_stats)
   return scalars
 
 
@@ -232,20 +293,25 @@ def _validation_scalars(config, data: input_pipeline.Dataset, sums: dict, key: j
   val = metrics.summarize(sums['confusion'], data.class_names)
   scalars = {'val/miou': val['miou']}
   scalars.update({f'val/iou/{k}': v for k, v in val['iou_per_class'].items()})
-  enhanced = (np.asarray(frem_lib.selected_channels(key, config.model.features[-1], config.frem.num_selected))
-              if config.frem.enabled else None)
+  # Under frem.redraw='step' every step enhanced other channels: no one set to split by.
+  enhanced = (np.asarray(unet.frem_channels(key, config.model.features[-1], config.frem.num_selected))
+              if config.frem.enabled and config.frem.redraw == 'epoch' else None)
   scalars.update(feature_stats(sums, enhanced))
   return scalars
 
 
 def finish_run(config: ml_collections.ConfigDict, workdir: str, data: input_pipeline.Dataset, model,
                mesh, run: RunLog, state: steps.TrainState, hparams: steps.Hyperparams) -> dict:
-  """Evaluates the best checkpoint of a finished run on validation and test; writes and returns results.json."""
+  """Evaluates the best checkpoint of a finished run on validation and test; writes and returns results.json.
+
+  With `eval.reestimate_statistics` the checkpoint holds the statistics its
+  validation used (re-estimated), so test is evaluated with them too.
+  """
   run.manager.wait_until_finished()
   best_epoch = run.manager.best_step()
   best_state, _ = checkpointing.restore(run.manager, best_epoch, state)
   evaluation = _evaluate_best(config, data, mesh, model, best_state, hparams)
-  results = _results(config, data, state, best_epoch, run.train_seconds, evaluation)
+  results = _results(config, data, state, best_epoch, run, evaluation)
   files.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
   return results
 
@@ -277,7 +343,7 @@ def _evaluate_best(config, data: input_pipeline.Dataset, mesh, model, best_state
 
 
 def _results(config, data: input_pipeline.Dataset, state: steps.TrainState, best_epoch: int,
-             train_seconds: float, evaluation: dict) -> dict:
+             run: RunLog, evaluation: dict) -> dict:
   """The content of results.json (docs/outputs.md)."""
   inference_params = {k: v for k, v in state.params.items() if k != 'supervision_head'}
   results = {
@@ -289,9 +355,11 @@ def _results(config, data: input_pipeline.Dataset, state: steps.TrainState, best
       'test': evaluation['test'],
       'num_params': _count_params(state.params),
       'num_params_inference': _count_params(inference_params),
-      'train_seconds': train_seconds,
+      'train_seconds': run.train_seconds,
       'normalization': {'mean': data.mean, 'std': data.std},
   }
+  if config.eval.reestimate_statistics:
+    results['reestimate_seconds'] = run.reestimate_seconds
   for key in ('frem_at_test', 'test_full_sections'):
     if evaluation.get(key) is not None:
       results[key] = evaluation[key]
@@ -332,7 +400,7 @@ def train_population(configs: Sequence[ml_collections.ConfigDict], workdirs: Seq
   runs = []
   try:
     for workdir in workdirs:
-      runs.append(open_run(workdir, init))
+      runs.append(open_run(workdir, init, config.eval.reestimate_statistics))
     outcomes = [None] * len(configs)
     for start in sorted({run.start_epoch for run in runs}):
       group = [i for i, run in enumerate(runs) if run.start_epoch == start]
@@ -354,8 +422,10 @@ def _train_together(configs, runs, data: input_pipeline.Dataset, start_epoch: in
   split = data.splits['train']
   hparams = jax.device_put(population.stack([hyperparams(c) for c in configs]), device)
   states = jax.device_put(population.stack([run.state for run in runs]), device)
-  step = population.jit_train_step(config.frem.enabled, config.supervision.enabled)
+  step = population.jit_train_step(config.frem.enabled, config.supervision.enabled, config.model.features[-1],
+                                   config.frem.redraw)
   eval_fn = population.jit_eval_step(data.num_classes)
+  reestimate = reestimator(config, data) if config.eval.reestimate_statistics else None
   on_device = config.data_on_device and not config.dataset.augment
   if on_device:
     images, masks = jax.device_put(split.images, device), jax.device_put(split.masks, device)
@@ -381,8 +451,13 @@ def _train_together(configs, runs, data: input_pipeline.Dataset, start_epoch: in
         loss_sum = loss_sum + m['loss']
     losses = np.asarray(loss_sum) / input_pipeline.steps_per_epoch(split, config.batch_size)
     seconds = time.perf_counter() - t0  # the population's time: every member is charged all of it
-    sums = (evaluate(eval_fn, states, data.splits['validation'], config.eval_batch_size, hparams, keys)
-            if evaluates(config, epoch) else None)
+    sums, eval_stats = None, None
+    if evaluates(config, epoch):
+      eval_states = states
+      if reestimate is not None:
+        eval_stats = _timed_reestimate(reestimate, states, epoch, [runs[j] for j in alive])
+        eval_states = states.replace(batch_stats=eval_stats)
+      sums = evaluate(eval_fn, eval_states, data.splits['validation'], config.eval_batch_size, hparams, keys)
     for j in list(alive):
       try:
         check_finite(configs[j], epoch, float(losses[j]))
@@ -392,7 +467,7 @@ def _train_together(configs, runs, data: input_pipeline.Dataset, start_epoch: in
         continue
       member_sums = None if sums is None else {k: v[j] for k, v in sums.items()}
       end_epoch(configs[j], data, runs[j], epoch, population.member(states, j), float(losses[j]), seconds,
-                member_sums, keys[j])
+                member_sums, keys[j], None if eval_stats is None else population.member(eval_stats, j))
     if not alive:
       break
     bar.set_postfix(best_val_miou=' '.join(f'{runs[j].best_miou:.3f}' for j in alive))

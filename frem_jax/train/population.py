@@ -23,9 +23,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from frem_jax import randomness
 from frem_jax import steps
 from frem_jax import workdir as workdir_lib
 from frem_jax.errors import UserError
+from frem_jax.model import unet
 
 # The config keys in which members may differ: B, X and λ (runtime inputs of the train step).
 MEMBER_KEYS = ('frem.num_selected', 'frem.factor', 'supervision.weight')
@@ -41,20 +43,41 @@ def member(tree, i: int):
   return jax.tree.map(lambda x: x[i], tree)
 
 
-@functools.lru_cache(maxsize=None)
-def jit_train_step(frem_enabled: bool, supervision_enabled: bool) -> Callable:
+def _draws(keys, step_counters, num_selected, num_channels: int, frem_redraw: str) -> jax.Array:
+  """[K, C]: each member's enhanced channels, drawn one member at a time from its key (and step, `frem.redraw='step'`).
+
+  Not under vmap: 'rbg' keys (randomness.PRNG_IMPL) are not vmap-invariant, and
+  drawn there member j > 0 would enhance other channels than its single run.
+  """
+  draws = []
+  for j in range(keys.shape[0]):
+    key = keys[j] if frem_redraw == 'epoch' else randomness.frem_step_key(keys[j], step_counters[j])
+    draws.append(unet.frem_channels(key, num_channels, num_selected[j]))
+  return jnp.stack(draws)
+
+
+@steps.cache_per_choice
+def jit_train_step(frem_enabled: bool, supervision_enabled: bool, num_channels: int,
+                   frem_redraw: str = 'epoch') -> Callable:
   """`steps.train_step` vmapped over the members, states donated.
 
   fn(states, images, masks, idx, hparams, keys) -> (states, {'loss': [K], …}):
   one batch, `images[idx]` and `masks[idx]`, shared by all members; the
-  states, `hparams` (B, X, λ) and FREM's `keys` carry a leading member axis.
+  states, `hparams` (B, X, λ) and FREM's epoch `keys` carry a leading member
+  axis. `num_channels`: C, the deepest stage's width (`model.features[-1]`);
+  `frem_redraw` (`frem.redraw`): 'step' draws with each member's step counter.
   """
-  fn = functools.partial(steps.train_step, frem_enabled=frem_enabled,
-                         supervision_enabled=supervision_enabled)
-  members = jax.vmap(fn, in_axes=(0, None, 0, 0))
+
+  def member_step(state, batch, hparams, key, channels):
+    return steps.train_step(state, batch, hparams, key, frem_enabled=frem_enabled,
+                            supervision_enabled=supervision_enabled, frem_redraw=frem_redraw,
+                            frem_channels=channels)
+
+  members = jax.vmap(member_step, in_axes=(0, None, 0, 0, 0))
 
   def step(states, images, masks, idx, hparams, keys):
-    return members(states, {'image': images[idx], 'mask': masks[idx]}, hparams, keys)
+    channels = _draws(keys, states.step, hparams.num_selected, num_channels, frem_redraw)
+    return members(states, {'image': images[idx], 'mask': masks[idx]}, hparams, keys, channels)
 
   return jax.jit(step, donate_argnums=0)
 
