@@ -196,15 +196,20 @@ def test_layer_choice():
   assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'kernel', 'kernel')
   assert plan(1, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'xla', 'kernel')
   assert plan(32, 32, jnp.float32, 'xla') is None
-  assert plan(32, 32, jnp.bfloat16) is None  # float32 layers only
+  assert plan(32, 32, jnp.float16) is None
   with pytest.raises(ValueError, match="conv3x3 implementation 'fast'"):
     plan(32, 32, jnp.float32, 'fast')
   if cpu_conv.onednn_available():
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'kernel')
     assert plan(3, 8, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
     assert plan(32, 32, jnp.float32, 'onednn_bf16').dtype == 'bfloat16'
+    # half_precision: all on oneDNN (our kernels are float32 only; asked for them, XLA's).
+    assert plan(32, 32, jnp.bfloat16) == plan(1, 8, jnp.bfloat16) == cpu_conv.Plan(
+        'onednn', 'onednn', 'onednn', 'bfloat16')
+    assert plan(32, 32, jnp.bfloat16, 'kernel') is None
   else:
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('kernel', 'kernel', 'kernel')
+    assert plan(32, 32, jnp.bfloat16) is None  # our kernels are float32 only
   with pytest.raises(ValueError, match=r'ConvTranspose computes 2x2 kernels of stride 2, got '
                                        r'kernel_size=\(3, 3\)'):
     ConvTranspose(8, (3, 3), strides=(2, 2)).init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))

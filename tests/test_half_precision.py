@@ -14,6 +14,7 @@ from frem_jax import randomness
 from frem_jax import statistics
 from frem_jax import steps
 from frem_jax.cpu import benchmark
+from frem_jax.cpu import ffi as cpu_ffi
 from frem_jax.cpu import layers as cpu_layers
 from frem_jax.errors import UserError
 from frem_jax.model.frem import FREM, selected_channels
@@ -179,7 +180,7 @@ def test_cpu_wing_layers_take_bfloat16(layer, features, kernel_size):
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the kernels are XLA:CPU custom calls')
-def test_bfloat16_runs_on_xla_not_the_float32_kernels():
+def test_bfloat16_convolutions_run_on_onednn_where_built_never_on_the_float32_kernels():
   config = half_config(**{'model.features': (16, 16, 32), 'model.layers': 'cpu', 'supervision.enabled': False})
   model = build.build_model(config, 3)
   state = jax.eval_shape(lambda: steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3))
@@ -188,14 +189,21 @@ def test_bfloat16_runs_on_xla_not_the_float32_kernels():
   lowered = jax.jit(lambda s, b: steps.train_step(
       s, b, steps.make_hyperparams(5, 20.0, 0.0), randomness.frem_epoch_key(0, 1, 'random'),
       frem_enabled=True, supervision_enabled=False)).lower(state, batch)
-  assert kernel_calls(lowered) == set()
-  assert benchmark.describe(model) == {'precision': 'bfloat16', 'layers_used': 'cpu', 'cpu_kernels_used': False}
+  onednn = cpu_ffi.onednn_available()
+  # The 3x3 convolutions on oneDNN in bfloat16, the 2x2 up-convolutions as XLA's bfloat16 products.
+  assert kernel_calls(lowered) == ({'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx', 'frem_dnnl_conv3x3_dw'}
+                                   if onednn else set())
+  described = benchmark.describe(model)
+  assert described['precision'] == 'bfloat16' and described['layers_used'] == 'cpu'
+  assert described['cpu_kernels_used'] == onednn
+  assert described['conv3x3'] == ('onednn/onednn/onednn in bfloat16' if onednn else 'xla')
 
 
 def test_bench_names_the_precision():
   full = build.build_model(tiny_config(**{'model.layers': 'flax'}), 3)
   half = build.build_model(tiny_config(**{'model.layers': 'flax', 'half_precision': True}), 3)
-  assert benchmark.describe(full) == {'precision': 'float32', 'layers_used': 'flax', 'cpu_kernels_used': False}
+  assert benchmark.describe(full) == {'precision': 'float32', 'layers_used': 'flax', 'cpu_kernels_used': False,
+                                     'conv3x3': 'xla'}
   assert benchmark.describe(half)['precision'] == 'bfloat16'
 
 

@@ -68,3 +68,13 @@ def test_side_by_side_ratios():
                      'infer': {'batch': 8, 'images_per_s': 4.0}}}
   assert module.ratios(ours, torch) == {'train_b1': 0.25, 'train_b4': 0.5, 'infer_b8': 1.5}
   assert module.last_json_line('noise\n{"a": 1}\nmore\n') == {'a': 1}
+  assert module.images_per_s(ours, torch) == {
+      'frem_jax': {'train_b1': 1.0, 'train_b4': 1.5, 'infer_b8': 6.0},
+      'torch': {'train_b4': 3.0, 'train_b1': 4.0, 'infer_b8': 4.0}}
+  cpuinfo = ('processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\n'
+             'flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\nprocessor\t: 1\n'
+             'model name\t: other\nflags\t\t: fpu\n')
+  assert module.cpu(cpuinfo) == {'model': 'Intel(R) Xeon(R) Platinum 8481C', 'isa': {
+      'AMX-BF16': True, 'AMX-TILE': True, 'AVX512-BF16': True, 'AVX-512': True, 'AVX2': True}}
+  assert module.cpu('model name : AMD EPYC\nflags : avx2 avx512f\n')['isa'] == {
+      'AMX-BF16': False, 'AMX-TILE': False, 'AVX512-BF16': False, 'AVX-512': True, 'AVX2': True}

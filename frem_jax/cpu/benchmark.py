@@ -64,18 +64,26 @@ def _without_kernels(model: nn.Module) -> nn.Module:
                      conv_transpose=functools.partial(cpu_layers.ConvTranspose, kernels=False))
 
 
+def conv3x3_plan(model: nn.Module) -> str:
+  """Who computes the 3x3 convolutions of `model`'s widest stage: 'forward/input_grad/weight_grad in DTYPE' ('onednn', 'kernel' or 'xla' each), or 'xla'."""
+  plan = (ffi.conv3x3_plan(max(model.features), max(model.features), model.dtype)
+          if model.conv is cpu_layers.Conv else None)
+  return 'xla' if plan is None else f'{plan.forward}/{plan.input_grad}/{plan.weight_grad} in {plan.dtype}'
+
+
 def kernels_used(model: nn.Module) -> bool:
-  """Whether some convolution of `model` runs on the CPU kernels or oneDNN (float32 only: not with half_precision)."""
+  """Whether some convolution of `model` runs on the CPU kernels or oneDNN (bfloat16: on oneDNN only)."""
   return model.conv is cpu_layers.Conv and any(
       ffi.conv3x3_plan(f, f, model.dtype) for f in model.features)
 
 
 def describe(model: nn.Module) -> dict:
   """What ran: 'precision' (the model's compute dtype, 'float32' or 'bfloat16'), 'layers_used'
-  ('cpu', the wing's, or 'flax') and 'cpu_kernels_used'."""
+  ('cpu', the wing's, or 'flax'), 'cpu_kernels_used' and 'conv3x3' (`conv3x3_plan`)."""
   return {'precision': jnp.dtype(model.dtype).name,
           'layers_used': 'cpu' if model.conv is cpu_layers.Conv else 'flax',
-          'cpu_kernels_used': kernels_used(model)}
+          'cpu_kernels_used': kernels_used(model),
+          'conv3x3': conv3x3_plan(model)}
 
 
 def run_benchmark(model: nn.Module, image_size: int, batch_sizes, infer_batch_sizes, num_steps,

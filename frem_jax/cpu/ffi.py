@@ -252,15 +252,18 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
   `implementation`: 'auto' (part by part the fastest built: oneDNN's forward
   and input gradient, our weight gradient), 'onednn', 'kernel', 'xla', or
   'onednn_bf16' (all on oneDNN in bfloat16; not float32-exact). A part that
-  it cannot compute here goes to the next in that order, XLA last. Off the
-  CPU backend, or for other dtypes than float32, always None.
+  it cannot compute here goes to the next in that order, XLA last. A bfloat16
+  layer (`half_precision`) runs all on oneDNN (our kernels are float32 only):
+  XLA:CPU's bfloat16 convolution is slower than its float32 one. Off the CPU
+  backend, or for other dtypes, always None.
   """
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f'conv3x3 implementation {implementation!r}: one of {IMPLEMENTATIONS}')
-  if jnp.dtype(dtype) != jnp.float32 or jax.default_backend() != 'cpu':
+  dtype = jnp.dtype(dtype)
+  if dtype not in (jnp.float32, jnp.bfloat16) or jax.default_backend() != 'cpu':
     return None
   onednn = implementation in ('auto', 'onednn', 'onednn_bf16') and onednn_available()
-  if implementation == 'onednn_bf16':
+  if implementation == 'onednn_bf16' or dtype == jnp.bfloat16:
     return Plan('onednn', 'onednn', 'onednn', 'bfloat16') if onednn else None
   kernel = implementation in ('auto', 'kernel') and fits(c_out, dtype) and available()
   kernel_dx = kernel and c_in % _LANES == 0
