@@ -1,5 +1,6 @@
 """The launch scripts: their dry runs print the real commands and touch nothing; bad arguments are one line."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -344,3 +345,67 @@ def test_tuned_study_bad_arguments_are_one_line(args, message):
                         env=env, capture_output=True, text=True, timeout=60)
   assert proc.returncode == 2
   assert proc.stderr.strip() == message
+
+
+def _write_run(folder, seed, test_miou, frem_at_test=None):
+  os.makedirs(folder, exist_ok=True)
+  results = {'config': {'seed': seed}, 'test': {'miou': test_miou}, 'train_seconds': 100.0,
+             'reestimate_seconds': 5.0, 'frem_at_test': frem_at_test and {'test': {'miou': frem_at_test}}}
+  with open(os.path.join(folder, 'results.json'), 'w') as f:
+    json.dump(results, f)
+
+
+def run_variants_table(monkeypatch, capsys, *args):
+  """launch/variants_table.py's main in this process (a subprocess would spend seconds importing): (code, out, err)."""
+  spec = importlib.util.spec_from_file_location('variants_table', os.path.join(ROOT, 'launch', 'variants_table.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  monkeypatch.setattr(sys, 'argv', ['variants_table.py', *args])
+  try:
+    module.main()
+    code = 0
+  except SystemExit as e:
+    code, message = 1, str(e.code)
+    print(message, file=sys.stderr)
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+def test_variants_table_pairs_each_variant_with_the_studys_baseline_by_seed(tmp_path, monkeypatch, capsys):
+  study = {'seed_stats': {
+      'table_iou': [{'run': 'baseline', 'seeds': [0, 1, 2], 'miou': {'values': [0.70, 0.72, 0.74]}},
+                    {'run': 'frem', 'seeds': [0, 1, 2], 'miou': {'values': [0.60, 0.70, 0.65]}}],
+      'table1': {'seeds': [0, 1, 2], 'frem_enhanced_at_test': {'values': [0.5, 0.4, 0.3]}}}}
+  (tmp_path / 'report.json').write_text(json.dumps(study))
+  for seed, (value, on) in enumerate([(0.71, 0.61), (0.74, 0.62), (0.75, 0.63)]):
+    _write_run(str(tmp_path / 'v' / f'seed{seed}' / 'frem_step'), seed, value, on)
+  _write_run(str(tmp_path / 'v' / 'seed2' / 'baseline_reestimate'), 2, 0.70)  # seed 2 only
+  code, out, err = run_variants_table(monkeypatch, capsys, f'--variants={tmp_path / "v"}',
+                                      f'--study={tmp_path / "report.json"}', f'--json={tmp_path / "t.json"}')
+  assert code == 0, err
+  data = json.loads((tmp_path / 't.json').read_text())
+  step = data['frem_step']
+  assert step['minus_baseline']['differences'] == pytest.approx([0.01, 0.02, 0.01])
+  assert step['minus_frem']['differences'] == pytest.approx([0.11, 0.04, 0.10])
+  assert step['test_miou']['mean'] == pytest.approx(0.7333333)
+  assert step['frem_at_test_miou']['values'] == pytest.approx([0.61, 0.62, 0.63])
+  lone = data['baseline_reestimate']['minus_baseline']
+  assert lone['n'] == 1 and lone['ci'] is None and lone['differences'] == pytest.approx([-0.04])
+  assert "| FREM + frem.redraw='step' | 3 | 73.33 ± 2.08 | 71.00, 74.00, 75.00 | +1.33 [" in out
+  assert '| baseline + eval.reestimate_statistics | 1 | 70.00 | –, –, 70.00 | -4.00 (n = 1) |' in out
+
+
+@pytest.mark.parametrize('report, runs, message', [
+    ('{}', False, 'error: no seed*/<method>/results.json under {v}; has any variant run finished?'),
+    ('{}', True, "error: {r} is not a study report with seed statistics (KeyError('seed_stats')); "
+                 'give the report.json that frem_jax.report wrote for the study'),
+])
+def test_variants_table_bad_inputs_are_one_line(tmp_path, monkeypatch, capsys, report, runs, message):
+  (tmp_path / 'report.json').write_text(report)
+  (tmp_path / 'v').mkdir()
+  if runs:
+    _write_run(str(tmp_path / 'v' / 'seed0' / 'frem_step'), 0, 0.7)
+  code, _, err = run_variants_table(monkeypatch, capsys, f'--variants={tmp_path / "v"}',
+                                    f'--study={tmp_path / "report.json"}')
+  assert code == 1
+  assert err.strip().splitlines() == [message.format(v=tmp_path / 'v', r=tmp_path / 'report.json')]

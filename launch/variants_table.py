@@ -1,0 +1,139 @@
+"""Issue 26's table: the variance-shift and draws variants against the study's baseline, paired by seed.
+
+Usage:
+  python launch/variants_table.py --variants=DIR [--study=docs/fidelity/report.json] [--json=OUT]
+
+DIR holds `seed<N>/<method>/results.json` as `launch/study.sh --methods=...` writes them
+(frem_reestimate, frem_step, frem_step_reestimate, baseline_reestimate). The study's own
+baseline and FREM runs come from its committed report (`seed_stats.table_iou` and
+`seed_stats.table1`), so nothing is retrained. Prints a markdown table of test mIoU [%]: mean ±
+std, n, the values by seed, and the paired difference to the baseline (and to the study's FREM)
+with its 95 % Student-t interval; then Table 1 (FREM kept on at test) for the FREM variants.
+Seeds that only one side has are not paired; the table says how many were.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from frem_jax.report import seed_stats  # pylint: disable=wrong-import-position
+
+VARIANTS = {
+    'frem_reestimate': 'FREM + eval.reestimate_statistics',
+    'frem_step': "FREM + frem.redraw='step'",
+    'frem_step_reestimate': "FREM + redraw='step' + reestimate_statistics",
+    'baseline_reestimate': 'baseline + eval.reestimate_statistics',
+}
+
+
+def study_values(report: dict) -> dict:
+  """{'baseline': {seed: mIoU}, 'frem': {...}, 'frem_at_test': {...}} from the study's report.json."""
+  stats = report['seed_stats']
+  out = {}
+  for row in stats['table_iou']:
+    out[row['run']] = dict(zip(row['seeds'], row['miou']['values']))
+  table1 = stats.get('table1') or {}
+  if table1:
+    out['frem_at_test'] = dict(zip(table1['seeds'], table1['frem_enhanced_at_test']['values']))
+  return out
+
+
+def variant_values(variants_dir: str) -> dict:
+  """{method: {'test': {seed: mIoU}, 'frem_at_test': {seed: mIoU}, 'reestimate_s': [...], 'train_s': [...]}}."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(variants_dir, 'seed*', '*', 'results.json'))):
+    method = os.path.basename(os.path.dirname(path))
+    with open(path) as f:
+      results = json.load(f)
+    seed = seed_stats.run_seed(results)
+    entry = out.setdefault(method, {'test': {}, 'frem_at_test': {}, 'reestimate_s': [], 'train_s': []})
+    entry['test'][seed] = results['test']['miou']
+    if results.get('frem_at_test'):
+      entry['frem_at_test'][seed] = results['frem_at_test']['test']['miou']
+    if results.get('reestimate_seconds') is not None:
+      entry['reestimate_s'].append(results['reestimate_seconds'])
+    entry['train_s'].append(results.get('train_seconds'))
+  return out
+
+
+def _pct(x):
+  return '–' if x is None else f'{100 * x:.2f}'
+
+
+def _cell(values: dict) -> str:
+  s = seed_stats.summary([values[k] for k in sorted(values)])
+  if s['mean'] is None:
+    return '–'
+  return _pct(s['mean']) if s['std'] is None else f'{_pct(s["mean"])} ± {_pct(s["std"])}'
+
+
+def _diff(a: dict, b: dict) -> tuple[str, dict]:
+  d = seed_stats.paired_difference(a, b)
+  if not d['paired']:
+    return '–', d
+  text = f'{100 * d["mean"]:+.2f}'
+  if d['ci'] is not None:
+    text += f' [{100 * d["ci"][0]:+.2f}, {100 * d["ci"][1]:+.2f}]'
+  return f'{text} (n = {d["n"]})', d
+
+
+def table(study: dict, variants: dict) -> tuple[str, dict]:
+  """The markdown table (rows: the study's baseline and FREM, then each variant) and its data."""
+  lines = ['| run | n | test mIoU [%] | by seed 0, 1, 2 | − baseline, 95 % CI | − FREM (study), 95 % CI |',
+           '|---|---|---|---|---|---|']
+  data = {}
+  rows = [('baseline', 'baseline (study)', study['baseline']), ('frem', 'FREM, B = 8, X = 250 (study)', study['frem'])]
+  rows += [(m, VARIANTS[m], variants[m]['test']) for m in VARIANTS if m in variants]
+  for name, label, values in rows:
+    base_text, base = _diff(values, study['baseline']) if name != 'baseline' else ('', None)
+    frem_text, frem = _diff(values, study['frem']) if name not in ('baseline', 'frem') else ('', None)
+    by_seed = ', '.join(_pct(values.get(s)) for s in (0, 1, 2))
+    lines.append(f'| {label} | {len(values)} | {_cell(values)} | {by_seed} | {base_text} | {frem_text} |')
+    data[name] = {'test_miou': seed_stats.summary([values[k] for k in sorted(values)]),
+                  'seeds': sorted(values), 'minus_baseline': base, 'minus_frem': frem}
+  lines += ['', '| Table 1: FREM kept on at test | n | test mIoU [%] | by seed 0, 1, 2 |', '|---|---|---|---|']
+  t1 = [('frem', 'FREM (study)', study.get('frem_at_test', {}))]
+  t1 += [(m, VARIANTS[m], variants[m]['frem_at_test']) for m in VARIANTS if m in variants and variants[m]['frem_at_test']]
+  for name, label, values in t1:
+    lines.append(f'| {label} | {len(values)} | {_cell(values)} | {", ".join(_pct(values.get(s)) for s in (0, 1, 2))} |')
+    data.setdefault(name, {})['frem_at_test_miou'] = seed_stats.summary([values[k] for k in sorted(values)])
+  costs = {m: {'reestimate_s': v['reestimate_s'], 'train_s': v['train_s']} for m, v in variants.items()}
+  data['seconds'] = costs
+  return '\n'.join(lines), data
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--variants', required=True, help='the folder with seed<N>/<method>/results.json')
+  parser.add_argument('--study', default=os.path.join(ROOT, 'docs', 'fidelity', 'report.json'),
+                      help="the study's report.json (its baseline and FREM runs)")
+  parser.add_argument('--json', help='also write the table\'s numbers to this file')
+  args = parser.parse_args()
+  for path in (args.variants, args.study):
+    if not os.path.exists(path):
+      sys.exit(f'error: {path} does not exist')
+  variants = variant_values(args.variants)
+  if not variants:
+    sys.exit(f'error: no seed*/<method>/results.json under {args.variants}; has any variant run finished?')
+  with open(args.study) as f:
+    try:
+      study = study_values(json.load(f))
+    except (KeyError, ValueError) as e:
+      sys.exit(f'error: {args.study} is not a study report with seed statistics ({e!r}); '
+               'give the report.json that frem_jax.report wrote for the study')
+  text, data = table(study, variants)
+  print(text)
+  if args.json:
+    tmp = args.json + '.tmp'
+    with open(tmp, 'w') as f:
+      json.dump(data, f, indent=1)
+    os.replace(tmp, args.json)
+
+
+if __name__ == '__main__':
+  main()
