@@ -43,8 +43,10 @@ def main():
   p.add_argument('--batch', type=int, default=4)
   p.add_argument('--rounds', type=int, default=11)
   p.add_argument('--impls', default='kernel,onednn,auto,onednn_bf16')
+  p.add_argument('--half_precision', action='store_true', help='the model in bfloat16 (config.half_precision)')
   args = p.parse_args()
   config = default.get_config()
+  config.half_precision = args.half_precision
   config.model.features = tuple(int(f) for f in args.features.split(','))
   config.dataset.image_size = args.image_size
   num_classes = 3
@@ -75,7 +77,7 @@ def main():
   print(json.dumps({
       'features': list(config.model.features), 'image_size': args.image_size, 'batch': args.batch,
       'rounds': args.rounds, 'onednn': ffi.onednn_info(), 'onednn_threads': ffi.onednn_threads(),
-      'jax': jax.__version__,
+      'jax': jax.__version__, 'half_precision': args.half_precision,
       'train_step_s': {impl: {'median': round(statistics.median(c['times']), 4),
                               'min': round(min(c['times']), 4), 'compile_s': round(c['compile_s'], 1)}
                        for impl, c in candidates.items()}}))

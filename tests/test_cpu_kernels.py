@@ -203,8 +203,10 @@ def test_layer_choice():
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'kernel')
     assert plan(3, 8, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
     assert plan(32, 32, jnp.float32, 'onednn_bf16').dtype == 'bfloat16'
-    # half_precision: all on oneDNN (our kernels are float32 only; asked for them, XLA's).
-    assert plan(32, 32, jnp.bfloat16) == plan(1, 8, jnp.bfloat16) == cpu_conv.Plan(
+    # half_precision: forward and input gradient on oneDNN in bfloat16, the weight gradient on our
+    # float32 kernel where it fits; asked for our kernels alone, XLA's.
+    assert plan(1, 32, jnp.bfloat16) == cpu_conv.Plan('onednn', 'onednn', 'kernel', 'bfloat16')
+    assert plan(32, 8, jnp.bfloat16) == plan(32, 32, jnp.bfloat16, 'onednn') == cpu_conv.Plan(
         'onednn', 'onednn', 'onednn', 'bfloat16')
     assert plan(32, 32, jnp.bfloat16, 'kernel') is None
   else:
@@ -242,6 +244,27 @@ def test_conv3x3_module_and_its_gradients_match_flax_conv(implementation):
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     assert a.dtype == b.dtype
     assert _relative_error(a, b) < tolerance
+
+
+@pytest.mark.parametrize('implementation', ['auto', 'onednn', 'xla'])
+def test_bfloat16_conv3x3_module_and_its_gradients_match_flax_conv(implementation):
+  # half_precision's layers (dtype bfloat16, float32 parameters): every plan's values and both
+  # gradients against flax's bfloat16 layer, to bfloat16's 1e-2.
+  x = jax.random.normal(jax.random.key(15), (2, 12, 10, 32))
+  reference = nn.Conv(48, (3, 3), padding='SAME', dtype=jnp.bfloat16)
+  params = jax.tree.map(lambda p: p + 0.1, reference.init(jax.random.key(16), x))
+  ours = Conv(48, (3, 3), dtype=jnp.bfloat16, implementation=implementation)
+  # A linear loss: the gradients then test the backward convolutions, not sin() of rounded outputs.
+  weights = jax.random.normal(jax.random.key(17), (2, 12, 10, 48))
+  loss = lambda module: lambda p, a: jnp.sum(module.apply(p, a).astype(jnp.float32) * weights)
+  got = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(params, x)
+  want = jax.grad(loss(reference), argnums=(0, 1))(params, x)
+  y = ours.apply(params, x)
+  assert y.dtype == jnp.bfloat16
+  assert _relative_error(y.astype(jnp.float32), reference.apply(params, x).astype(jnp.float32)) < 1e-2
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert a.dtype == b.dtype == jnp.float32
+    assert _relative_error(a, b) < 1e-2
 
 
 def test_conv1x1_matches_flax_conv_and_its_gradient():

@@ -212,8 +212,8 @@ def _planned_bwd(plan, residuals, dy):
     dx = _xla_conv3x3(dyc, _flipped(kc)).astype(dy.dtype)
   if plan.weight_grad == 'onednn':
     dk = _dnnl_call(_DNNL_WEIGHT_GRAD, kc.shape, jnp.float32, xc, dyc)
-  elif plan.weight_grad == 'kernel':
-    dk = _weight_grad(xc, dyc)
+  elif plan.weight_grad == 'kernel':  # float32 only
+    dk = _weight_grad(xc.astype(jnp.float32), dyc.astype(jnp.float32))
   else:
     dk = jax.vjp(lambda k: _xla_conv3x3(xc, k), kc)[1](dyc)[0]
   return dx, dk.astype(kernel_dtype.dtype)
@@ -253,9 +253,10 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
   and input gradient, our weight gradient), 'onednn', 'kernel', 'xla', or
   'onednn_bf16' (all on oneDNN in bfloat16; not float32-exact). A part that
   it cannot compute here goes to the next in that order, XLA last. A bfloat16
-  layer (`half_precision`) runs all on oneDNN (our kernels are float32 only):
-  XLA:CPU's bfloat16 convolution is slower than its float32 one. Off the CPU
-  backend, or for other dtypes, always None.
+  layer (`half_precision`) runs its forward and input gradient on oneDNN in
+  bfloat16 and, with 'auto', its weight gradient on our float32 kernel (from
+  upcast inputs; else oneDNN's bfloat16 one); without oneDNN, XLA's. Off the
+  CPU backend, or for other dtypes, always None.
   """
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f'conv3x3 implementation {implementation!r}: one of {IMPLEMENTATIONS}')
@@ -263,8 +264,13 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
   if dtype not in (jnp.float32, jnp.bfloat16) or jax.default_backend() != 'cpu':
     return None
   onednn = implementation in ('auto', 'onednn', 'onednn_bf16') and onednn_available()
-  if implementation == 'onednn_bf16' or dtype == jnp.bfloat16:
+  if implementation == 'onednn_bf16':
     return Plan('onednn', 'onednn', 'onednn', 'bfloat16') if onednn else None
+  if dtype == jnp.bfloat16:
+    # oneDNN 3.2's bfloat16 weight gradient (jit_bf16) is up to 50x slower than its forward on
+    # small images with many channels (8² x 64 -> 64: 67 ms a call); ours in float32 is not.
+    our_dw = implementation == 'auto' and fits(c_out, jnp.float32) and available()
+    return Plan('onednn', 'onednn', 'kernel' if our_dw else 'onednn', 'bfloat16') if onednn else None
   kernel = implementation in ('auto', 'kernel') and fits(c_out, dtype) and available()
   kernel_dx = kernel and c_in % _LANES == 0
   plan = Plan('onednn' if onednn else 'kernel' if kernel else 'xla',
