@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from frem_jax.cpu import ffi
 from frem_jax.cpu import layers as cpu_layers
 from frem_jax.cpu import malloc
 from frem_jax.model.unet import UNetSE
@@ -18,8 +19,17 @@ def uses_cpu_layers(layers: str) -> bool:
 
 
 def compute_dtype(config: ml_collections.ConfigDict):
-  """The dtype the model computes in: bfloat16 with `half_precision`, else float32 (parameters: float32 always)."""
+  """The dtype the model computes in: bfloat16 with `half_precision`, else float32 (parameters: float32 always).
+
+  On the CPU wing with oneDNN built, `half_precision` is narrower: the model
+  computes in float32 and its 3x3 convolutions in bfloat16 (`build_model`).
+  """
   return jnp.bfloat16 if config.half_precision else jnp.float32
+
+
+def cpu_half_precision(config: ml_collections.ConfigDict) -> bool:
+  """Whether `half_precision` here means the CPU wing's policy: bfloat16 3x3 convolutions on oneDNN, float32 elsewhere."""
+  return bool(config.half_precision) and uses_cpu_layers(config.model.layers) and ffi.onednn_available()
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
@@ -30,19 +40,24 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   (flax's `nn.Conv`, `nn.ConvTranspose`, `nn.max_pool`), 'cpu' (the CPU
   wing's, `frem_jax.cpu.layers`: C++ kernels where built, matrix products
   elsewhere) or 'auto' (the CPU wing's on the CPU backend, flax's elsewhere).
-  `half_precision` picks the computation's dtype (`compute_dtype`).
+  `half_precision` picks the computation's dtype (`compute_dtype`): bfloat16
+  throughout (flax's `dtype`), or on the CPU wing with oneDNN bfloat16 3x3
+  convolutions in a float32 model (`cpu_half_precision`).
   """
   m = config.model
   layers = {}
+  dtype = compute_dtype(config)
   if uses_cpu_layers(m.layers):
     malloc.warn_if_untuned()
     layers = cpu_layers.LAYERS
+    if cpu_half_precision(config):
+      layers, dtype = cpu_layers.LAYERS_HALF, jnp.float32
   return _model(
       num_classes=num_classes, features=tuple(m.features), norm=m.norm,
       se_reduction=m.se_reduction, supervision=config.supervision.enabled,
       norm_momentum=m.norm_momentum, norm_epsilon=m.norm_epsilon, renorm_r_max=m.renorm_r_max,
       renorm_d_max=m.renorm_d_max, renorm_warmup_steps=m.renorm_warmup_steps, axis_name=axis_name,
-      dtype=compute_dtype(config), **layers)
+      dtype=dtype, **layers)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,5 +1,7 @@
 """half_precision: bfloat16 compute, float32 parameters, optimizer state, statistics, logits and loss."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -32,7 +34,9 @@ STEPS = 4
 
 
 def half_config(**overrides):
-  return tiny_config(**{'half_precision': True, 'supervision.enabled': True, **overrides})
+  # flax's layers: half precision as GPUs and TPUs run it, bfloat16 throughout. The CPU wing's own
+  # (bfloat16 convolutions on oneDNN in a float32 model): test_cpu_half_precision_*.
+  return tiny_config(**{'half_precision': True, 'supervision.enabled': True, 'model.layers': 'flax', **overrides})
 
 
 def rounded(values: np.ndarray) -> np.ndarray:
@@ -180,24 +184,42 @@ def test_cpu_wing_layers_take_bfloat16(layer, features, kernel_size):
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the kernels are XLA:CPU custom calls')
-def test_bfloat16_convolutions_run_on_onednn_where_built_never_on_the_float32_kernels():
+def test_cpu_half_precision_multiplies_in_bfloat16_convolutions_in_a_float32_model():
   config = half_config(**{'model.features': (16, 16, 32), 'model.layers': 'cpu', 'supervision.enabled': False})
   model = build.build_model(config, 3)
-  state = jax.eval_shape(lambda: steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3))
-  batch = {'image': jax.ShapeDtypeStruct((4, 32, 32, 1), np.float32),
-           'mask': jax.ShapeDtypeStruct((4, 32, 32), np.int32)}
+  onednn = cpu_ffi.onednn_available()
+  assert build.cpu_half_precision(config) == onednn
+  state = steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3)
+  batch = {'image': jax.random.normal(jax.random.key(3), (4, 32, 32, 1)),
+           'mask': jax.random.randint(jax.random.key(4), (4, 32, 32), 0, 3)}
   lowered = jax.jit(lambda s, b: steps.train_step(
       s, b, steps.make_hyperparams(5, 20.0, 0.0), randomness.frem_epoch_key(0, 1, 'random'),
       frem_enabled=True, supervision_enabled=False)).lower(state, batch)
-  onednn = cpu_ffi.onednn_available()
-  # The 3x3 convolutions on oneDNN in bfloat16 (their weight gradients on our float32 kernel where
-  # it fits, 16 and 32 channels here), the 2x2 up-convolutions as XLA's bfloat16 products.
-  assert kernel_calls(lowered) == ({'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx', 'frem_conv3x3_dw'}
-                                   if onednn else set())
   described = benchmark.describe(model)
-  assert described['precision'] == 'bfloat16' and described['layers_used'] == 'cpu'
-  assert described['cpu_kernels_used'] == onednn
-  assert described['conv3x3'] == ('onednn/onednn/kernel in bfloat16' if onednn else 'xla')
+  if not onednn:  # flax's policy on the wing's layers, XLA's bfloat16 operations
+    assert model.dtype == BF16 and kernel_calls(lowered) == set()
+    assert described == {'precision': 'bfloat16', 'layers_used': 'cpu', 'cpu_kernels_used': False, 'conv3x3': 'xla'}
+    return
+  # The 3x3 convolutions on oneDNN with bfloat16 operands (their weight gradients on our float32
+  # kernel where it fits: 16 and 32 channels here); activations, up-convolutions and the rest float32.
+  assert model.dtype == jnp.float32
+  assert kernel_calls(lowered) == {'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx', 'frem_conv3x3_dw',
+                                   'frem_upconv2x2', 'frem_upconv2x2_dx', 'frem_upconv2x2_dk'}
+  text = lowered.as_text()
+  assert re.search(r'custom_call @frem_dnnl_conv3x3\(%\S+, %\S+\).*tensor<4x32x32x16xbf16>', text)
+  assert described == {'precision': 'bfloat16 convolutions', 'layers_used': 'cpu', 'cpu_kernels_used': True,
+                       'conv3x3': 'onednn/onednn/kernel in bfloat16'}
+  _, inter = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, batch['image'],
+                         train=False, capture_intermediates=True, mutable=['intermediates'])
+  assert inter['intermediates']['deepest']['conv0']['__call__'][0].dtype == jnp.float32
+  # The same parameters give the float32 model's outputs to bfloat16's rounding, not exactly.
+  full = build.build_model(tiny_config(**{'model.features': (16, 16, 32), 'model.layers': 'cpu',
+                                           'supervision.enabled': False}), 3)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  y_half = np.asarray(model.apply(variables, batch['image'], train=False).logits)
+  y_full = np.asarray(full.apply(variables, batch['image'], train=False).logits)
+  assert not np.array_equal(y_half, y_full)
+  np.testing.assert_allclose(y_half, y_full, atol=0.05 * np.abs(y_full).max())
 
 
 def test_bench_names_the_precision():

@@ -58,7 +58,7 @@ def _summary(batch, times, flops_per_step, conv_flops_per_step, compile_s) -> di
 
 def _without_kernels(model: nn.Module) -> nn.Module:
   """`model` with the CPU layers' XLA forms instead of the kernels (the same as `model` otherwise)."""
-  if model.conv is not cpu_layers.Conv:
+  if not cpu_layers.is_cpu_conv(model.conv):
     return model
   return model.clone(conv=functools.partial(cpu_layers.Conv, kernels=False),
                      conv_transpose=functools.partial(cpu_layers.ConvTranspose, kernels=False))
@@ -66,22 +66,30 @@ def _without_kernels(model: nn.Module) -> nn.Module:
 
 def conv3x3_plan(model: nn.Module) -> str:
   """Who computes the 3x3 convolutions of `model`'s widest stage: 'forward/input_grad/weight_grad in DTYPE' ('onednn', 'kernel' or 'xla' each), or 'xla'."""
-  plan = (ffi.conv3x3_plan(max(model.features), max(model.features), model.dtype)
-          if model.conv is cpu_layers.Conv else None)
+  widest = max(model.features)
+  plan = (ffi.conv3x3_plan(widest, widest, cpu_layers.conv_dtype(model.conv) or model.dtype)
+          if cpu_layers.is_cpu_conv(model.conv) else None)
   return 'xla' if plan is None else f'{plan.forward}/{plan.input_grad}/{plan.weight_grad} in {plan.dtype}'
 
 
 def kernels_used(model: nn.Module) -> bool:
   """Whether some convolution of `model` runs on the CPU kernels or oneDNN (bfloat16: on oneDNN only)."""
-  return model.conv is cpu_layers.Conv and any(
-      ffi.conv3x3_plan(f, f, model.dtype) for f in model.features)
+  return cpu_layers.is_cpu_conv(model.conv) and any(
+      ffi.conv3x3_plan(f, f, cpu_layers.conv_dtype(model.conv) or model.dtype) for f in model.features)
+
+
+def precision(model: nn.Module) -> str:
+  """'float32', 'bfloat16' (the whole network, flax's `dtype`) or 'bfloat16 convolutions' (the CPU wing's half precision)."""
+  if cpu_layers.conv_dtype(model.conv) is not None and jnp.dtype(model.dtype) == jnp.float32:
+    return f'{jnp.dtype(cpu_layers.conv_dtype(model.conv)).name} convolutions'
+  return jnp.dtype(model.dtype).name
 
 
 def describe(model: nn.Module) -> dict:
-  """What ran: 'precision' (the model's compute dtype, 'float32' or 'bfloat16'), 'layers_used'
-  ('cpu', the wing's, or 'flax'), 'cpu_kernels_used' and 'conv3x3' (`conv3x3_plan`)."""
-  return {'precision': jnp.dtype(model.dtype).name,
-          'layers_used': 'cpu' if model.conv is cpu_layers.Conv else 'flax',
+  """What ran: 'precision' (`precision`), 'layers_used' ('cpu', the wing's, or 'flax'),
+  'cpu_kernels_used' and 'conv3x3' (`conv3x3_plan`)."""
+  return {'precision': precision(model),
+          'layers_used': 'cpu' if cpu_layers.is_cpu_conv(model.conv) else 'flax',
           'cpu_kernels_used': kernels_used(model),
           'conv3x3': conv3x3_plan(model)}
 

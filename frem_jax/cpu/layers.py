@@ -19,12 +19,15 @@ matmul [N·H·W, C] x [C, 4·O] and a depth-to-space rearrangement.
 
 Dtypes as flax's: `dtype` is the computation's (None: promoted from the input
 and the float32 parameters), parameters are float32. The C++ kernels compute
-float32 only (`ffi.fits`); in bfloat16 (`half_precision`) both layers use
-XLA's operations in bfloat16.
+float32 only (`ffi.fits`); a bfloat16 3x3 convolution runs on oneDNN where it
+is built (forward and input gradient; the weight gradient on our float32
+kernel), other bfloat16 layers on XLA's operations.
 
-`LAYERS` is the bundle `build_model` passes to `UNetSE`.
+`LAYERS` is the bundle `build_model` passes to `UNetSE`; `LAYERS_HALF` its
+`half_precision` on the CPU (bfloat16 convolutions, float32 elsewhere).
 """
 
+import functools
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -46,6 +49,9 @@ class Conv(nn.Module):
     use_bias: add a bias, as `nn.Conv`.
     dtype: the computation's dtype, as `nn.Conv`'s (None: promoted from the
       input's and the parameters').
+    conv_dtype: the dtype a 3x3 convolution multiplies in, inside the layer
+      (None: `dtype`'s). bfloat16 in a float32 layer: oneDNN's bfloat16
+      convolution with float32 inputs and outputs (`LAYERS_HALF`).
     kernels: use oneDNN and the C++ kernels where they fit (False: XLA's
       convolution; the tests compare both).
     implementation: of the 3x3 convolutions where `kernels`: 'auto' (the
@@ -56,6 +62,7 @@ class Conv(nn.Module):
   kernel_size: Sequence[int] = (3, 3)
   use_bias: bool = True
   dtype: Any = None
+  conv_dtype: Any = None
   kernels: bool = True
   implementation: str = 'auto'
 
@@ -70,7 +77,7 @@ class Conv(nn.Module):
     if (kh, kw) == (1, 1):
       y = jnp.einsum('nhwc,ck->nhwk', x, kernel[0, 0], precision=jax.lax.Precision.HIGHEST)
     elif (kh, kw) == (3, 3) and self.kernels and (plan := ffi.conv3x3_plan(
-        x.shape[-1], self.features, x.dtype, self.implementation)):
+        x.shape[-1], self.features, self.conv_dtype or x.dtype, self.implementation)):
       y = ffi.planned_conv3x3(x, kernel, plan)
     else:
       y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
@@ -131,3 +138,21 @@ def max_pool(x: jnp.ndarray, window_shape: Sequence[int], strides: Optional[Sequ
 
 # The layer attributes of `UNetSE` (`frem_jax.build.build_model`).
 LAYERS = {'conv': Conv, 'conv_transpose': ConvTranspose, 'max_pool': max_pool}
+
+# `half_precision` on the CPU where oneDNN is built: the 3x3 convolutions multiply in bfloat16 on
+# oneDNN, everything else stays float32 (the policy of PyTorch's `autocast` on the CPU). A model
+# in bfloat16 throughout was no faster than float32 here: XLA:CPU computes bfloat16 element-wise
+# operations, normalisation and matrix products by converting to float32 and back (train step,
+# paper model, batch 4: float32 0.81 s, bfloat16 throughout 0.81 s, bfloat16 convolutions 0.53 s;
+# docs/performance.md).
+LAYERS_HALF = {**LAYERS, 'conv': functools.partial(Conv, conv_dtype=jnp.bfloat16)}
+
+
+def conv_dtype(conv) -> Any:
+  """The `conv_dtype` a model's `conv` attribute (`Conv` or a partial of it) multiplies in; None: its dtype's."""
+  return getattr(conv, 'keywords', {}).get('conv_dtype')
+
+
+def is_cpu_conv(conv) -> bool:
+  """Whether a model's `conv` attribute is this wing's `Conv` (or a partial of it)."""
+  return getattr(conv, 'func', conv) is Conv
