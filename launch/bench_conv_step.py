@@ -33,7 +33,6 @@ from configs import default  # noqa: E402
 from frem_jax import steps  # noqa: E402
 from frem_jax.build import build_model  # noqa: E402
 from frem_jax.cpu import ffi  # noqa: E402
-from frem_jax.cpu import layers as cpu_layers  # noqa: E402
 
 
 def main():
@@ -61,7 +60,7 @@ def main():
       s, b, h, k, frem_enabled=True, supervision_enabled=False), donate_argnums=0)
   candidates = {}
   for impl in args.impls.split(','):
-    model = base.clone(conv=functools.partial(cpu_layers.Conv, implementation=impl))
+    model = base.clone(conv=functools.partial(base.conv, implementation=impl))
     state = steps.create_train_state(model, jax.random.key(0, impl='rbg'), shape, 1e-3)
     t0 = time.perf_counter()
     compiled = train_step.lower(state, batch, hp, key).compile()

@@ -203,11 +203,9 @@ def test_layer_choice():
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'kernel')
     assert plan(3, 8, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
     assert plan(32, 32, jnp.float32, 'onednn_bf16').dtype == 'bfloat16'
-    # half_precision: forward and input gradient on oneDNN in bfloat16, the weight gradient on our
-    # float32 kernel where it fits; asked for our kernels alone, XLA's.
-    assert plan(1, 32, jnp.bfloat16) == cpu_conv.Plan('onednn', 'onednn', 'kernel', 'bfloat16')
-    assert plan(32, 8, jnp.bfloat16) == plan(32, 32, jnp.bfloat16, 'onednn') == cpu_conv.Plan(
-        'onednn', 'onednn', 'onednn', 'bfloat16')
+    # half_precision: all on oneDNN in bfloat16; asked for our (float32) kernels alone, XLA's.
+    assert plan(1, 32, jnp.bfloat16) == plan(32, 8, jnp.bfloat16) == plan(32, 32, jnp.bfloat16, 'onednn') == (
+        cpu_conv.Plan('onednn', 'onednn', 'onednn', 'bfloat16'))
     assert plan(32, 32, jnp.bfloat16, 'kernel') is None
   else:
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('kernel', 'kernel', 'kernel')

@@ -212,8 +212,8 @@ def _planned_bwd(plan, residuals, dy):
     dx = _xla_conv3x3(dyc, _flipped(kc)).astype(dy.dtype)
   if plan.weight_grad == 'onednn':
     dk = _dnnl_call(_DNNL_WEIGHT_GRAD, kc.shape, jnp.float32, xc, dyc)
-  elif plan.weight_grad == 'kernel':  # float32 only
-    dk = _weight_grad(xc.astype(jnp.float32), dyc.astype(jnp.float32))
+  elif plan.weight_grad == 'kernel':
+    dk = _weight_grad(xc, dyc)
   else:
     dk = jax.vjp(lambda k: _xla_conv3x3(xc, k), kc)[1](dyc)[0]
   return dx, dk.astype(kernel_dtype.dtype)
@@ -253,10 +253,8 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
   and input gradient, our weight gradient), 'onednn', 'kernel', 'xla', or
   'onednn_bf16' (all on oneDNN in bfloat16; not float32-exact). A part that
   it cannot compute here goes to the next in that order, XLA last. A bfloat16
-  layer (`half_precision`) runs its forward and input gradient on oneDNN in
-  bfloat16 and, with 'auto', its weight gradient on our float32 kernel (from
-  upcast inputs; else oneDNN's bfloat16 one); without oneDNN, XLA's. Off the
-  CPU backend, or for other dtypes, always None.
+  convolution (`half_precision`) runs all on oneDNN ('auto', 'onednn'), else
+  on XLA. Off the CPU backend, or for other dtypes, always None.
   """
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f'conv3x3 implementation {implementation!r}: one of {IMPLEMENTATIONS}')
@@ -264,13 +262,13 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
   if dtype not in (jnp.float32, jnp.bfloat16) or jax.default_backend() != 'cpu':
     return None
   onednn = implementation in ('auto', 'onednn', 'onednn_bf16') and onednn_available()
-  if implementation == 'onednn_bf16':
+  if implementation == 'onednn_bf16' or dtype == jnp.bfloat16:
+    # In bfloat16 oneDNN's weight gradient too: in the CPU wing's half precision (bfloat16
+    # convolutions in a float32 model) the train step took 0.56 s with it, 0.60 s with ours in
+    # float32 (paper model, batch 4; demo: 0.023 / 0.024 s). In a model in bfloat16 throughout it
+    # was up to 50x slower than its forward on small images (8² x 64 -> 64: 67 ms a call), but that
+    # model uses the wing only without oneDNN (`build.cpu_half_precision`).
     return Plan('onednn', 'onednn', 'onednn', 'bfloat16') if onednn else None
-  if dtype == jnp.bfloat16:
-    # oneDNN 3.2's bfloat16 weight gradient (jit_bf16) is up to 50x slower than its forward on
-    # small images with many channels (8² x 64 -> 64: 67 ms a call); ours in float32 is not.
-    our_dw = implementation == 'auto' and fits(c_out, jnp.float32) and available()
-    return Plan('onednn', 'onednn', 'kernel' if our_dw else 'onednn', 'bfloat16') if onednn else None
   kernel = implementation in ('auto', 'kernel') and fits(c_out, dtype) and available()
   kernel_dx = kernel and c_in % _LANES == 0
   plan = Plan('onednn' if onednn else 'kernel' if kernel else 'xla',

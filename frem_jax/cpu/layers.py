@@ -20,8 +20,7 @@ matmul [N·H·W, C] x [C, 4·O] and a depth-to-space rearrangement.
 Dtypes as flax's: `dtype` is the computation's (None: promoted from the input
 and the float32 parameters), parameters are float32. The C++ kernels compute
 float32 only (`ffi.fits`); a bfloat16 3x3 convolution runs on oneDNN where it
-is built (forward and input gradient; the weight gradient on our float32
-kernel), other bfloat16 layers on XLA's operations.
+is built, other bfloat16 layers on XLA's operations.
 
 `LAYERS` is the bundle `build_model` passes to `UNetSE`; `LAYERS_HALF` its
 `half_precision` on the CPU (bfloat16 convolutions, float32 elsewhere).
