@@ -5,7 +5,7 @@ Usage: python -m frem_jax.bench [--config=configs/default.py] [--config.<key>=va
 The default config is the paper's model at 256² (`dataset.image_size`); B and X
 come from `frem.num_selected` and `frem.factor`, the layers from `model.layers`
 (frem_jax/cpu/benchmark.py times them), the precision from `half_precision`; the JSON
-names the precision and the layers that ran ('precision', 'layers_used', 'cpu_kernels_used').
+names the precision and the layers that ran ('precision', 'layers_used', 'cpu_kernels_used', 'conv3x3', 'onednn').
 """
 
 import json

@@ -28,8 +28,12 @@ def compute_dtype(config: ml_collections.ConfigDict):
 
 
 def cpu_half_precision(config: ml_collections.ConfigDict) -> bool:
-  """Whether `half_precision` here means the CPU wing's policy: bfloat16 3x3 convolutions on oneDNN, float32 elsewhere."""
-  return bool(config.half_precision) and uses_cpu_layers(config.model.layers) and ffi.onednn_available()
+  """Whether `half_precision` here means the CPU wing's policy: bfloat16 3x3 convolutions on oneDNN, float32 elsewhere.
+
+  Only on the CPU backend, with the wing's layers, where oneDNN computes bfloat16 on this CPU.
+  """
+  return (bool(config.half_precision) and uses_cpu_layers(config.model.layers)
+          and jax.default_backend() == 'cpu' and ffi.onednn_bfloat16_available())
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int,

@@ -33,12 +33,27 @@ ONEDNN_MISSING = ("oneDNN's wheels (onednn-cpu-gomp, onednn-devel-cpu-gomp) exis
                   'the test extra installs them there, and test_onednn_is_built_where_its_wheel_is fails '
                   'if they are installed but oneDNN is not built')
 needs_onednn = pytest.mark.skipif(not cpu_conv.onednn_available(), reason=ONEDNN_MISSING)
+needs_onednn_bfloat16 = pytest.mark.skipif(
+    not cpu_conv.onednn_bfloat16_available(),
+    reason='oneDNN computes bfloat16 only on CPUs with AVX-512 or AVX2-VNNI-2 (and is needed)')
+
+
+def _cpu_flags() -> set:
+  with open('/proc/cpuinfo') as f:
+    return next((set(line.split(':', 1)[1].split()) for line in f if line.startswith('flags')), set())
 
 
 @pytest.mark.skipif(not _onednn_wheel_installed(), reason=ONEDNN_MISSING)
 def test_onednn_is_built_where_its_wheel_is():
   assert cpu_conv.onednn_available()
   assert cpu_conv.onednn_info().startswith('oneDNN 3.')
+  # bfloat16 where the CPU has AVX-512 (avx512_core: F, BW, VL, DQ); never asked for elsewhere.
+  avx512_core = {'avx512f', 'avx512bw', 'avx512vl', 'avx512dq'} <= _cpu_flags()
+  if avx512_core:
+    assert cpu_conv.onednn_bfloat16_available()
+  if not cpu_conv.onednn_bfloat16_available():
+    assert cpu_conv.conv3x3_plan(32, 32, jnp.bfloat16) is None
+    assert cpu_conv.conv3x3_plan(32, 32, jnp.float32, 'onednn_bf16') is None
 
 
 # (N, H, W, C_in, C_out): every register-block width (16, 32, 64 channels), widths that leave
@@ -105,7 +120,7 @@ def test_mixed_plan_equals_xla(shape):
                                     _xla_reference, 0, shape, 3, 1)
 
 
-@needs_onednn
+@needs_onednn_bfloat16
 @pytest.mark.parametrize('shape', [(2, 9, 13, 1, 16), (2, 17, 30, 32, 32), (1, 5, 7, 20, 48)])
 def test_onednn_bfloat16_is_close_to_float32(shape):
   """bfloat16 inside (8-bit mantissa), float32 sums: within 1e-2 of each result's largest entry."""
@@ -202,12 +217,13 @@ def test_layer_choice():
   if cpu_conv.onednn_available():
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'kernel')
     assert plan(3, 8, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
+  if cpu_conv.onednn_bfloat16_available():
     assert plan(32, 32, jnp.float32, 'onednn_bf16').dtype == 'bfloat16'
     # half_precision: all on oneDNN in bfloat16; asked for our (float32) kernels alone, XLA's.
     assert plan(1, 32, jnp.bfloat16) == plan(32, 8, jnp.bfloat16) == plan(32, 32, jnp.bfloat16, 'onednn') == (
         cpu_conv.Plan('onednn', 'onednn', 'onednn', 'bfloat16'))
     assert plan(32, 32, jnp.bfloat16, 'kernel') is None
-  else:
+  if not cpu_conv.onednn_available():
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('kernel', 'kernel', 'kernel')
     assert plan(32, 32, jnp.bfloat16) is None  # our kernels are float32 only
   with pytest.raises(ValueError, match=r'ConvTranspose computes 2x2 kernels of stride 2, got '

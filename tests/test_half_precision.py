@@ -187,7 +187,7 @@ def test_cpu_wing_layers_take_bfloat16(layer, features, kernel_size):
 def test_cpu_half_precision_multiplies_in_bfloat16_convolutions_in_a_float32_model():
   config = half_config(**{'model.features': (16, 16, 32), 'model.layers': 'cpu', 'supervision.enabled': False})
   model = build.build_model(config, 3)
-  onednn = cpu_ffi.onednn_available()
+  onednn = cpu_ffi.onednn_bfloat16_available()
   assert build.cpu_half_precision(config) == onednn
   state = steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3)
   batch = {'image': jax.random.normal(jax.random.key(3), (4, 32, 32, 1)),

@@ -12,6 +12,7 @@ from PIL import Image
 import pytest
 
 from configs import drosophila
+from frem_jax import build
 from frem_jax import metrics
 from frem_jax import predict
 from frem_jax import sliding_window
@@ -23,9 +24,9 @@ from frem_jax.errors import UserError
 from tests.datasets.test_drosophila_vnc import source_dir
 from tests.tiny import DATA_DIR, tiny_config
 
-# half_precision: bfloat16 throughout (flax's layers, or the CPU wing's without oneDNN), or the CPU
-# wing's bfloat16 convolutions in a float32 model.
-HALF = ('bfloat16', 'bfloat16 convolutions')
+def half_precision_name(config) -> str:
+  """What `half_precision` computes in here: the CPU wing's bfloat16 convolutions in a float32 model, or bfloat16 throughout."""
+  return 'bfloat16 convolutions' if build.cpu_half_precision(config) else 'bfloat16'
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -249,7 +250,7 @@ def test_a_float32_run_predicts_in_bfloat16_on_request(cli_runs, tiny_run):
   tmp, _, results = cli_runs
   assert results['half'].returncode == 0, results['half'].stderr
   half = trained_run.load(tiny_run, half_precision=True)
-  assert half.config.half_precision and benchmark.precision(half.model) in HALF
+  assert half.config.half_precision and benchmark.precision(half.model) == half_precision_name(half.config)
   with Image.open(tmp / 'in' / 'x.png') as im:
     image = np.asarray(im, np.float32)[..., None]
   logits = sliding_window.predict_logits(half.logits, image, 32, predict.default_overlap(32))
@@ -274,7 +275,8 @@ def test_a_bfloat16_run_predicts_in_its_own_precision_or_in_float32(half_run):
   workdir, results = half_run
   assert results['config']['half_precision'] is True and results['test']['miou'] is not None
   own, full = trained_run.load(workdir), trained_run.load(workdir, half_precision=False)
-  assert benchmark.precision(own.model) in HALF and benchmark.precision(full.model) == 'float32'
+  assert benchmark.precision(own.model) == half_precision_name(own.config)
+  assert benchmark.precision(full.model) == 'float32'
   # The checkpoint holds float32 parameters and statistics whatever the precision that trained it.
   assert {x.dtype for x in jax.tree.leaves(own.variables)} == {np.dtype(np.float32), np.dtype(np.int32)}
   images = np.random.default_rng(4).integers(0, 256, (2, 32, 32, 1)).astype(np.float32)

@@ -143,6 +143,13 @@ def onednn_available() -> bool:
   return _onednn_library() is not None
 
 
+@functools.lru_cache(maxsize=None)
+def onednn_bfloat16_available() -> bool:
+  """Whether oneDNN is available and computes bfloat16 convolutions on this CPU (AVX-512 or AVX2-VNNI-2 and up)."""
+  library = _onednn_library()
+  return library is not None and bool(library.FremDnnlBf16())
+
+
 def onednn_info() -> str:
   """oneDNN's version and the ISA it runs on (dnnl::cpu_isa's value), or '' where it is not available."""
   library = _onednn_library()
@@ -263,6 +270,7 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
     return None
   onednn = implementation in ('auto', 'onednn', 'onednn_bf16') and onednn_available()
   if implementation == 'onednn_bf16' or dtype == jnp.bfloat16:
+    onednn = onednn and onednn_bfloat16_available()
     # In bfloat16 oneDNN's weight gradient too: in the CPU wing's half precision (bfloat16
     # convolutions in a float32 model) the train step took 0.56 s with it, 0.60 s with ours in
     # float32 (paper model, batch 4; demo: 0.023 / 0.024 s). In a model in bfloat16 throughout it

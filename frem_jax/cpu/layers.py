@@ -50,7 +50,9 @@ class Conv(nn.Module):
       input's and the parameters').
     conv_dtype: the dtype a 3x3 convolution multiplies in, inside the layer
       (None: `dtype`'s). bfloat16 in a float32 layer: oneDNN's bfloat16
-      convolution with float32 inputs and outputs (`LAYERS_HALF`).
+      convolution with float32 inputs and outputs (`LAYERS_HALF`); where
+      oneDNN does not compute it (`ffi.conv3x3_plan` None: not built, no
+      bfloat16 on this CPU, `kernels` False), the layer's `dtype`.
     kernels: use oneDNN and the C++ kernels where they fit (False: XLA's
       convolution; the tests compare both).
     implementation: of the 3x3 convolutions where `kernels`: 'auto' (the

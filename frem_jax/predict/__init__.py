@@ -140,7 +140,7 @@ def predict_files(workdir: str, input_path: str, output: str, overlap: Optional[
                   source_dir: str = '', half_precision: Optional[bool] = None) -> dict:
   """Segments the image(s) at `input_path` (or of `source_dir`) into `output`.
 
-  `half_precision` (True/False) computes in bfloat16 or float32 whatever the run
+  `half_precision` (True/False) computes in half precision (`build.build_model`) or float32 whatever the run
   trained in; None: the run's own `half_precision`.
   `overlap` None means `default_overlap` of the run's tile size.
 

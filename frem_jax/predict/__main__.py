@@ -37,8 +37,9 @@ if __name__ == '__main__':
                       'the training masks (or class indices 0..K-1): also write iou.json.')
   flags.DEFINE_string('source_dir', None, 'Instead of --input and --masks: a folder laid out like the '
                       'run\'s training data; scores every image in it (iou.json).')
-  flags.DEFINE_bool('half_precision', None, 'Compute in bfloat16 (true) or float32 (false) whatever '
-                    'the run trained in; by default as the run did (its config\'s half_precision).')
+  flags.DEFINE_bool('half_precision', None, 'Half precision (true: bfloat16; on the CPU wing with oneDNN '
+                    'its 3x3 convolutions only) or float32 (false) whatever the run trained in; by '
+                    'default as the run did (its config\'s half_precision).')
   for name in ('workdir', 'output'):
     flags.mark_flag_as_required(name)
   app.run(main, flags_parser=cli.parse_flags)

@@ -286,3 +286,25 @@ extern "C" const char* FremDnnlInfo() {
 
 // The OpenMP team size of the latest call (for tests: it must match XLA's pool).
 extern "C" int FremDnnlThreads() { return last_threads.load(std::memory_order_relaxed); }
+
+// 1 where oneDNN computes bfloat16 convolutions on this CPU (AVX-512 or AVX2-VNNI-2 and up), else
+// 0: a bfloat16 primitive cannot be created elsewhere, so half precision must not ask for one.
+extern "C" int FremDnnlBf16() {
+  static const int supported = [] {
+    try {
+      const memory::desc x({1, 16, 4, 4}, Type::bf16, Tag::nhwc);
+      const memory::desc w({16, 16, 3, 3}, Type::bf16, Tag::any);
+      const memory::desc dw({16, 16, 3, 3}, Type::f32, Tag::any);
+      const memory::dims strides{1, 1}, pad{1, 1};
+      const auto algorithm = dnnl::algorithm::convolution_direct;
+      dnnl::convolution_forward::primitive_desc fwd(
+          Engine(), dnnl::prop_kind::forward_training, algorithm, x, w, x, strides, pad, pad);
+      dnnl::convolution_backward_weights::primitive_desc bwd(Engine(), algorithm, x, dw, x,
+                                                             strides, pad, pad, fwd);
+      return 1;
+    } catch (const dnnl::error&) {
+      return 0;
+    }
+  }();
+  return supported;
+}
