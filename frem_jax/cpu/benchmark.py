@@ -64,10 +64,15 @@ def _without_kernels(model: nn.Module) -> nn.Module:
                      conv_transpose=functools.partial(cpu_layers.ConvTranspose, kernels=False))
 
 
-def conv3x3_plan(model: nn.Module) -> str:
+def _multiply_dtype(model: nn.Module):
+  """The dtype `model`'s 3x3 convolutions multiply in: its conv's `conv_dtype`, else the model's."""
+  return cpu_layers.conv_dtype(model.conv) or model.dtype
+
+
+def describe_conv3x3(model: nn.Module) -> str:
   """Who computes the 3x3 convolutions of `model`'s widest stage: 'forward/input_grad/weight_grad in DTYPE' ('onednn', 'kernel' or 'xla' each), or 'xla'."""
   widest = max(model.features)
-  plan = (ffi.conv3x3_plan(widest, widest, cpu_layers.conv_dtype(model.conv) or model.dtype)
+  plan = (ffi.conv3x3_plan(widest, widest, _multiply_dtype(model))
           if cpu_layers.is_cpu_conv(model.conv) else None)
   return 'xla' if plan is None else f'{plan.forward}/{plan.input_grad}/{plan.weight_grad} in {plan.dtype}'
 
@@ -75,23 +80,22 @@ def conv3x3_plan(model: nn.Module) -> str:
 def kernels_used(model: nn.Module) -> bool:
   """Whether some convolution of `model` runs on the CPU kernels or oneDNN (bfloat16: on oneDNN only)."""
   return cpu_layers.is_cpu_conv(model.conv) and any(
-      ffi.conv3x3_plan(f, f, cpu_layers.conv_dtype(model.conv) or model.dtype) for f in model.features)
+      ffi.conv3x3_plan(f, f, _multiply_dtype(model)) for f in model.features)
 
 
 def precision(model: nn.Module) -> str:
   """'float32', 'bfloat16' (the whole network, flax's `dtype`) or 'bfloat16 convolutions' (the CPU wing's half precision)."""
-  if cpu_layers.conv_dtype(model.conv) is not None and jnp.dtype(model.dtype) == jnp.float32:
-    return f'{jnp.dtype(cpu_layers.conv_dtype(model.conv)).name} convolutions'
-  return jnp.dtype(model.dtype).name
+  multiply = jnp.dtype(_multiply_dtype(model)).name
+  return f'{multiply} convolutions' if multiply != jnp.dtype(model.dtype).name else multiply
 
 
 def describe(model: nn.Module) -> dict:
   """What ran: 'precision' (`precision`), 'layers_used' ('cpu', the wing's, or 'flax'),
-  'cpu_kernels_used' and 'conv3x3' (`conv3x3_plan`)."""
+  'cpu_kernels_used' and 'conv3x3' (`describe_conv3x3`)."""
   return {'precision': precision(model),
           'layers_used': 'cpu' if cpu_layers.is_cpu_conv(model.conv) else 'flax',
           'cpu_kernels_used': kernels_used(model),
-          'conv3x3': conv3x3_plan(model)}
+          'conv3x3': describe_conv3x3(model)}
 
 
 def run_benchmark(model: nn.Module, image_size: int, batch_sizes, infer_batch_sizes, num_steps,
