@@ -36,6 +36,25 @@ def cpu_half_precision(config: ml_collections.ConfigDict) -> bool:
           and jax.default_backend() == 'cpu' and ffi.onednn_bfloat16_available())
 
 
+# What `half_precision` computes here (`precision`), in words for the messages that name it.
+PRECISIONS = {
+    'float32': 'float32 throughout',
+    'bfloat16': "bfloat16 throughout (flax's dtype)",
+    'bfloat16 convolutions': "bfloat16 3x3 convolutions on oneDNN in a float32 model (the CPU wing's)",
+}
+
+
+def precision(config: ml_collections.ConfigDict) -> str:
+  """What the model built from `config` computes in here: a key of PRECISIONS.
+
+  It depends on the machine as well as on `config`: `half_precision` is
+  'bfloat16 convolutions' where `cpu_half_precision` holds, 'bfloat16' elsewhere.
+  """
+  if not config.half_precision:
+    return 'float32'
+  return 'bfloat16 convolutions' if cpu_half_precision(config) else 'bfloat16'
+
+
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
                 axis_name: Optional[str] = None) -> UNetSE:
   """The U-Net+SE described by `config.model` (with the SuperVision head if enabled).

@@ -92,6 +92,21 @@ def restore(manager: ocp.CheckpointManager, epoch: int, template: TrainState,
   return state, dict(restored['meta'])
 
 
+def latest_meta(workdir: str) -> Optional[dict]:
+  """The JSON meta of `workdir`'s latest checkpoint (nothing else read), or None if it has none."""
+  folder = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+  if not os.path.isdir(folder):
+    return None
+  manager = ocp.CheckpointManager(folder, item_handlers={'meta': ocp.JsonCheckpointHandler()})
+  try:
+    epoch = manager.latest_step()
+    if epoch is None:
+      return None
+    return dict(manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta'])
+  finally:
+    manager.close()
+
+
 def stored_shapes(workdir: str, epoch: int) -> dict:
   """{'params': …, 'batch_stats': …} as trees of shapes, from checkpoint `epoch`'s metadata (no arrays read)."""
   manager = ocp.CheckpointManager(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from configs import drosophila
 from frem_jax import build
+from frem_jax import checkpointing
 from frem_jax import metrics
 from frem_jax import predict
 from frem_jax import sliding_window
@@ -23,10 +25,6 @@ from frem_jax.datasets import drosophila_vnc as dv
 from frem_jax.errors import UserError
 from tests.datasets.test_drosophila_vnc import source_dir
 from tests.tiny import DATA_DIR, tiny_config
-
-def half_precision_name(config) -> str:
-  """What `half_precision` computes in here: the CPU wing's bfloat16 convolutions in a float32 model, or bfloat16 throughout."""
-  return 'bfloat16 convolutions' if build.cpu_half_precision(config) else 'bfloat16'
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -250,7 +248,7 @@ def test_a_float32_run_predicts_in_bfloat16_on_request(cli_runs, tiny_run):
   tmp, _, results = cli_runs
   assert results['half'].returncode == 0, results['half'].stderr
   half = trained_run.load(tiny_run, half_precision=True)
-  assert half.config.half_precision and benchmark.precision(half.model) == half_precision_name(half.config)
+  assert half.config.half_precision and benchmark.model_precision(half.model) == build.precision(half.config)
   with Image.open(tmp / 'in' / 'x.png') as im:
     image = np.asarray(im, np.float32)[..., None]
   logits = sliding_window.predict_logits(half.logits, image, 32, predict.default_overlap(32))
@@ -275,8 +273,8 @@ def test_a_bfloat16_run_predicts_in_its_own_precision_or_in_float32(half_run):
   workdir, results = half_run
   assert results['config']['half_precision'] is True and results['test']['miou'] is not None
   own, full = trained_run.load(workdir), trained_run.load(workdir, half_precision=False)
-  assert benchmark.precision(own.model) == half_precision_name(own.config)
-  assert benchmark.precision(full.model) == 'float32'
+  assert benchmark.model_precision(own.model) == build.precision(own.config)
+  assert benchmark.model_precision(full.model) == 'float32'
   # The checkpoint holds float32 parameters and statistics whatever the precision that trained it.
   assert {x.dtype for x in jax.tree.leaves(own.variables)} == {np.dtype(np.float32), np.dtype(np.int32)}
   images = np.random.default_rng(4).integers(0, 256, (2, 32, 32, 1)).astype(np.float32)
@@ -285,6 +283,30 @@ def test_a_bfloat16_run_predicts_in_its_own_precision_or_in_float32(half_run):
   # Measured: 0.16 apart on average, 2.7 at most, of logits up to 300 (noise images); no class flips.
   np.testing.assert_allclose(a, b, atol=0.05 * np.abs(b).max())
   assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.95
+
+
+@pytest.mark.parametrize('elsewhere', ['bfloat16', 'bfloat16 convolutions'])
+def test_a_bfloat16_run_resumes_only_where_it_computes_as_it_began(half_run, tmp_path, monkeypatch, elsewhere):
+  workdir, _ = half_run
+  config = tiny_config(num_epochs=2, half_precision=True)
+  saved = checkpointing.latest_meta(workdir)['precision']
+  assert saved == build.precision(config) in ('bfloat16', 'bfloat16 convolutions')
+  train.check_precision(workdir, config)  # here, as it began: resumable
+  moved = tmp_path / 'moved'
+  shutil.copytree(workdir, moved)
+  before = {p: (moved / p).read_bytes() for p in ('config.json', 'metrics.jsonl')}
+  # The run moved where half_precision computes otherwise: oneDNN's bfloat16 gained or lost (another
+  # CPU, oneDNN installed or removed), another backend or other model.layers.
+  monkeypatch.setattr(build, 'cpu_half_precision', lambda c: elsewhere == 'bfloat16 convolutions')
+  if elsewhere == saved:
+    train.check_precision(str(moved), config)
+    return
+  with pytest.raises(UserError, match=re.escape(
+      f'--workdir={moved} was trained in {build.PRECISIONS[saved]}, and here half_precision=True computes '
+      f'{build.PRECISIONS[elsewhere]}; resume it where it computes the same')):
+    train.train_and_evaluate(config, str(moved))
+  assert {p: (moved / p).read_bytes() for p in before} == before
+  assert checkpointing.latest_meta(str(moved))['epoch'] == 1
 
 
 @pytest.fixture(scope='module')

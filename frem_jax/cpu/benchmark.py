@@ -83,16 +83,16 @@ def kernels_used(model: nn.Module) -> bool:
       ffi.conv3x3_plan(f, f, _multiply_dtype(model)) for f in model.features)
 
 
-def precision(model: nn.Module) -> str:
-  """'float32', 'bfloat16' (the whole network, flax's `dtype`) or 'bfloat16 convolutions' (the CPU wing's half precision)."""
+def model_precision(model: nn.Module) -> str:
+  """What `model` computes in, from its dtypes: a key of build.PRECISIONS (build.precision says it from the config)."""
   multiply = jnp.dtype(_multiply_dtype(model)).name
   return f'{multiply} convolutions' if multiply != jnp.dtype(model.dtype).name else multiply
 
 
 def describe(model: nn.Module) -> dict:
-  """What ran: 'precision' (`precision`), 'layers_used' ('cpu', the wing's, or 'flax'),
+  """What ran: 'precision' (`model_precision`), 'layers_used' ('cpu', the wing's, or 'flax'),
   'cpu_kernels_used' and 'conv3x3' (`describe_conv3x3`)."""
-  return {'precision': precision(model),
+  return {'precision': model_precision(model),
           'layers_used': 'cpu' if cpu_layers.is_cpu_conv(model.conv) else 'flax',
           'cpu_kernels_used': kernels_used(model),
           'conv3x3': describe_conv3x3(model)}

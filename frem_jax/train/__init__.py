@@ -34,8 +34,11 @@ from frem_jax import steps
 from frem_jax import workdir as workdir_lib
 from frem_jax import workdir_lock
 from frem_jax.build import build_model
+from frem_jax.build import precision
+from frem_jax.build import PRECISIONS
 from frem_jax.config_validation import validate_config
 from frem_jax.errors import TrainingDiverged
+from frem_jax.errors import UserError
 from frem_jax.filenames import RESULTS_FILE
 from frem_jax.metric_logging import MetricLogger
 from frem_jax.model import unet
@@ -146,7 +149,25 @@ def _check(config: ml_collections.ConfigDict, workdir: str, devices) -> list:
   parallel.check_divisible(config.batch_size, len(devices))
   parallel.check_divisible(config.eval_batch_size, len(devices), 'eval_batch_size')
   workdir_lib.check(workdir, config)
+  check_precision(workdir, config)
   return devices
+
+
+def check_precision(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """UserError if `workdir` holds checkpoints computed in another precision than `config` computes in here.
+
+  `half_precision` means bfloat16 3x3 convolutions on the CPU wing with
+  oneDNN's bfloat16, bfloat16 throughout elsewhere (`build.precision`): a run
+  moved to another machine or backend, or to other `model.layers`, would go
+  on in another arithmetic than it began in, and no longer equal a straight run.
+  Checkpoints saved before the precision was recorded are not checked.
+  """
+  saved = (checkpointing.latest_meta(workdir) or {}).get('precision')
+  here = precision(config)
+  if saved is not None and saved != here:
+    raise UserError(f'--workdir={workdir} was trained in {PRECISIONS[saved]}, and here half_precision='
+                    f'{config.half_precision} computes {PRECISIONS[here]}; resume it where it computes '
+                    'the same (docs/config.md, half_precision), or start a new --workdir')
 
 
 def open_run(workdir: str, state: steps.TrainState, reestimated: bool = False) -> RunLog:
@@ -276,7 +297,8 @@ def end_epoch(config: ml_collections.ConfigDict, data: input_pipeline.Dataset, r
   if improved or epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
     # Only a new best carries the metric: orbax's best checkpoint is the latest of tied metrics,
     # and ours is the earliest epoch with the highest validation mIoU.
-    meta = {'epoch': epoch, 'train_seconds': run.train_seconds, 'best_val_miou': run.best_miou}
+    meta = {'epoch': epoch, 'train_seconds': run.train_seconds, 'best_val_miou': run.best_miou,
+            'precision': precision(config)}
     saved, train_batch_stats = state, None
     if config.eval.reestimate_statistics:
       meta['reestimate_seconds'] = run.reestimate_seconds
@@ -388,6 +410,7 @@ def train_population(configs: Sequence[ml_collections.ConfigDict], workdirs: Seq
   population.check_members(configs)
   for config, workdir in zip(configs, workdirs):
     workdir_lib.check(workdir, config)
+    check_precision(workdir, config)
   config = configs[0]
   device = device or parallel.local_devices(1)[0]
   mesh = parallel.make_mesh([device])
