@@ -22,13 +22,13 @@ def compute_dtype(config: ml_collections.ConfigDict):
   """The dtype the model computes in: bfloat16 with `half_precision`, else float32 (parameters: float32 always).
 
   On the CPU wing with oneDNN built, `half_precision` is narrower: the model
-  computes in float32 and its 3x3 convolutions in bfloat16 (`build_model`).
+  computes in float32 and its convolutions in bfloat16 (`build_model`).
   """
   return jnp.bfloat16 if config.half_precision else jnp.float32
 
 
 def cpu_half_precision(config: ml_collections.ConfigDict) -> bool:
-  """Whether `half_precision` here means the CPU wing's policy: bfloat16 3x3 convolutions on oneDNN, float32 elsewhere.
+  """Whether `half_precision` here means the CPU wing's policy: bfloat16 convolutions (3x3 and transposed) on oneDNN, float32 elsewhere.
 
   Only on the CPU backend, with the wing's layers, where oneDNN computes bfloat16 on this CPU.
   """
@@ -40,7 +40,7 @@ def cpu_half_precision(config: ml_collections.ConfigDict) -> bool:
 PRECISIONS = {
     'float32': 'float32 throughout',
     'bfloat16': "bfloat16 throughout (flax's dtype)",
-    'bfloat16 convolutions': "bfloat16 3x3 convolutions on oneDNN in a float32 model (the CPU wing's)",
+    'bfloat16 convolutions': "bfloat16 convolutions on oneDNN in a float32 model (the CPU wing's)",
 }
 
 
@@ -64,7 +64,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   wing's, `frem_jax.cpu.layers`: C++ kernels where built, matrix products
   elsewhere) or 'auto' (the CPU wing's on the CPU backend, flax's elsewhere).
   `half_precision` picks the computation's dtype (`compute_dtype`): bfloat16
-  throughout (flax's `dtype`), or on the CPU wing with oneDNN bfloat16 3x3
+  throughout (flax's `dtype`), or on the CPU wing with oneDNN bfloat16
   convolutions in a float32 model (`cpu_half_precision`).
   """
   m = config.model

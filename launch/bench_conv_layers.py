@@ -1,8 +1,14 @@
-"""Times the U-Net's 3x3 convolutions, one layer at a time, on every implementation side by side.
+"""Times the U-Net's 3x3 convolutions (or its transposed convolutions or max-pools), one layer at a time, on every implementation side by side.
 
 Usage: python launch/bench_conv_layers.py [--features=16,32,64,128,512] [--image_size=256]
            [--batch=4] [--rounds=9] [--impls=xla,kernel,onednn,onednn_bf16,xla_bf16] [--json=FILE]
-           [--per_op]
+           [--per_op] [--layer=conv3x3|upconv2x2|max_pool]
+
+--layer=upconv2x2: the decoder's 2x2 stride-2 transposed convolutions instead, on xla
+(jax.lax.conv_transpose, as flax's nn.ConvTranspose), kernel (frem_jax.cpu.ffi.upconv2x2, the
+project's kernels), onednn and onednn_bf16 (frem_jax.cpu.ffi.onednn_upconv2x2). --layer=max_pool:
+the encoder's 2x2 max-pools on xla (frem_jax.cpu.layers.max_pool, the wing's) and flax
+(nn.max_pool).
 
 Per layer shape of the model (every 3x3 conv: encoder, deepest stage and decoder, counted
 as often as the model has it), the forward pass and the forward + backward pass (input
@@ -57,6 +63,43 @@ def model_convs(features, image_size):
   return [(r, ci, co, n) for (r, ci, co), n in shapes.items()]
 
 
+def model_upconvs(features, image_size):
+  """[(input resolution, c_in, c_out, 1)] of the decoder's transposed convolutions."""
+  res = image_size // 2 ** (len(features) - 1)
+  out, cin = [], features[-1]
+  for f in reversed(features[:-1]):
+    out.append((res, cin, f, 1))
+    cin, res = f, res * 2
+  return out
+
+
+def model_pools(features, image_size):
+  """[(input resolution, c, c, 1)] of the encoder's max-pools."""
+  return [(image_size // 2 ** i, f, f, 1) for i, f in enumerate(features[:-1])]
+
+
+# Per --layer: its shapes, its kernel's size (0: none) and its implementations {name: (dtype, fn(x, k))}.
+def layer_spec(layer):
+  if layer == 'conv3x3':
+    return model_convs, 3, implementations()
+  if layer == 'upconv2x2':
+    xla = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), 'SAME', dimension_numbers=_DIMENSIONS)
+    return model_upconvs, 2, {
+        'xla': (jnp.float32, xla),
+        'kernel': (jnp.float32, ffi.upconv2x2),
+        'onednn': (jnp.float32, lambda x, k: ffi.onednn_upconv2x2(x, k, 'float32')),
+        'onednn_bf16': (jnp.bfloat16, lambda x, k: ffi.onednn_upconv2x2(x, k, 'bfloat16')),
+        'xla_bf16': (jnp.bfloat16, lambda x, k: xla(x, k.astype(jnp.bfloat16))),
+    }
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from frem_jax.cpu import layers  # pylint: disable=g-import-not-at-top
+  return model_pools, 0, {
+      'xla': (jnp.float32, lambda x, k: layers.max_pool(x, (2, 2), (2, 2))),
+      'flax': (jnp.float32, lambda x, k: nn.max_pool(x, (2, 2), (2, 2))),
+      'xla_bf16': (jnp.bfloat16, lambda x, k: layers.max_pool(x, (2, 2), (2, 2))),
+  }
+
+
 def implementations():
   xla = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
   impls = {
@@ -71,12 +114,13 @@ def implementations():
   return impls
 
 
-def build(fn, dtype, shape, input_grad):
+def build(fn, dtype, shape, input_grad, size=3):
   n, res, ci, co = shape
   kx, kk, kg = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (n, res, res, ci), jnp.float32).astype(dtype)
-  k = jax.random.normal(kk, (3, 3, ci, co), jnp.float32) * 0.1
-  dy = jax.random.normal(kg, (n, res, res, co), jnp.float32).astype(dtype)
+  k = jax.random.normal(kk, (max(size, 1), max(size, 1), ci, co), jnp.float32) * 0.1
+  out_res = {3: res, 2: 2 * res, 0: res // 2}[size]
+  dy = jax.random.normal(kg, (n, out_res, out_res, co), jnp.float32).astype(dtype)
   forward = jax.jit(fn)
   if input_grad:
     both = jax.jit(lambda x, k, dy: jax.vjp(fn, x, k)[1](dy))
@@ -149,12 +193,13 @@ def main():
   p.add_argument('--rounds', type=int, default=9)
   p.add_argument('--impls', default='xla,kernel,onednn,onednn_bf16,xla_bf16')
   p.add_argument('--json', default='')
+  p.add_argument('--layer', default='conv3x3', choices=('conv3x3', 'upconv2x2', 'max_pool'))
   p.add_argument('--per_op', action='store_true',
                  help='instead: forward, input gradient and kernel gradient alone, kernel vs oneDNN (float32)')
   args = p.parse_args()
   features = [int(f) for f in args.features.split(',')]
-  names = args.impls.split(',')
-  impls = implementations()
+  shapes_of, size, impls = layer_spec(args.layer)
+  names = [n for n in args.impls.split(',') if n in impls]
   if not ffi.onednn_available():
     sys.exit('error: oneDNN is not built in this install')
   print(f'# {ffi.onednn_info()}; jax {jax.__version__}; CPU: {cpu_name()}; '
@@ -162,9 +207,9 @@ def main():
   if args.per_op:
     return per_op(args, features)
   results = []
-  for res, ci, co, count in model_convs(features, args.image_size):
+  for res, ci, co, count in shapes_of(features, args.image_size):
     shape = (args.batch, res, ci, co)
-    fns = {name: build(impls[name][1], impls[name][0], shape, ci > 1) for name in names}
+    fns = {name: build(impls[name][1], impls[name][0], shape, ci > 1, size) for name in names}
     row = {'res': res, 'c_in': ci, 'c_out': co, 'count': count}
     for mode, index in (('fwd', 0), ('fwd_bwd', 1)):
       times = {name: [] for name in names}
@@ -191,12 +236,12 @@ def main():
     print(f'| {row["res"]}²x{row["c_in"]}->{row["c_out"]} | {row["count"]} | ' + ' | '.join(
         f'{row["fwd"][n]:.1f}' for n in names) + ' | ' + ' | '.join(
         f'{row["fwd_bwd"][n]:.1f}' for n in names) + ' |')
-  print('| all 3x3 convs (sum x count) | | ' + ' | '.join(
+  print(f'| all {args.layer} (sum x count) | | ' + ' | '.join(
       f'{total["fwd"][n]:.0f}' for n in names) + ' | ' + ' | '.join(
       f'{total["fwd_bwd"][n]:.0f}' for n in names) + ' |')
   if args.json:
     with open(args.json, 'w') as f:
-      json.dump({'features': features, 'batch': args.batch, 'rounds': args.rounds,
+      json.dump({'layer': args.layer, 'features': features, 'batch': args.batch, 'rounds': args.rounds,
                  'onednn': ffi.onednn_info(), 'cpu': cpu_name(), 'layers': results, 'total_ms': total}, f)
 
 

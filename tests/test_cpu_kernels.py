@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from frem_jax.cpu import ffi as cpu_conv
+from frem_jax.cpu import layers as cpu_layers
 from frem_jax.cpu.layers import Conv
 from frem_jax.cpu.layers import ConvTranspose
 from frem_jax.cpu.layers import max_pool
@@ -158,6 +159,40 @@ def test_upconv_forward_and_gradients_equal_conv_transpose(shape):
                                precision='highest')
   reference = lambda a, b: transpose.apply({'params': {'kernel': b}}, a)
   _assert_same_values_and_gradients(cpu_conv.upconv2x2, reference, 6, shape, 2, 2)
+
+
+@needs_onednn
+@pytest.mark.parametrize('shape', [UP_SHAPES[0], UP_SHAPES[2], UP_SHAPES[3]])
+def test_onednn_upconv_forward_and_gradients_equal_conv_transpose(shape):
+  # oneDNN takes any channel counts (UP_SHAPES[2]: 5 -> 48); float32 here (benchmarks and tests).
+  transpose = nn.ConvTranspose(shape[4], (2, 2), strides=(2, 2), use_bias=False,
+                               precision='highest')
+  reference = lambda a, b: transpose.apply({'params': {'kernel': b}}, a)
+  _assert_same_values_and_gradients(lambda a, b: cpu_conv.onednn_upconv2x2(a, b, 'float32'),
+                                    reference, 6, shape, 2, 2)
+
+
+@needs_onednn_bfloat16
+def test_onednn_bfloat16_upconv_is_close_to_float32_and_used_by_half_precision():
+  n, h, w, ci, co = 2, 3, 5, 64, 32
+  kx, kk, kg = jax.random.split(jax.random.key(13), 3)
+  x = jax.random.normal(kx, (n, h, w, ci))
+  kernel = jax.random.normal(kk, (2, 2, ci, co))
+  dy = jax.random.normal(kg, (n, 2 * h, 2 * w, co))
+  transpose = nn.ConvTranspose(co, (2, 2), strides=(2, 2), use_bias=False, precision='highest')
+  want_y, want_vjp = jax.vjp(lambda a, b: transpose.apply({'params': {'kernel': b}}, a), x, kernel)
+  y, vjp = jax.vjp(lambda a, b: cpu_conv.onednn_upconv2x2(a, b, 'bfloat16'), x, kernel)
+  for a, b in zip((y,) + vjp(dy), (want_y,) + want_vjp(dy)):
+    assert a.dtype == jnp.float32 and a.shape == b.shape
+    err = _relative_error(a, b)
+    assert 1e-5 < err < 1e-2  # bfloat16 inside (8-bit mantissa), not float32's arithmetic
+  # The half-precision layer multiplies there, in a float32 layer with flax's parameters.
+  layer = cpu_layers.LAYERS_HALF['conv_transpose'](co, (2, 2), strides=(2, 2))
+  params = nn.ConvTranspose(co, (2, 2), strides=(2, 2)).init(jax.random.key(0), x)
+  got = layer.apply(params, x)
+  assert got.dtype == jnp.float32
+  assert _relative_error(got, jax.vjp(lambda a: cpu_conv.onednn_upconv2x2(
+      a, params['params']['kernel'], 'bfloat16'), x)[0]) == 0.0
 
 
 def test_upconv_module_matches_flax_conv_transpose():

@@ -200,13 +200,14 @@ def test_cpu_half_precision_multiplies_in_bfloat16_convolutions_in_a_float32_mod
     assert model.dtype == BF16 and kernel_calls(lowered) == set()
     assert described == {'precision': 'bfloat16', 'layers_used': 'cpu', 'cpu_kernels_used': False, 'conv3x3': 'xla'}
     return
-  # The 3x3 convolutions on oneDNN with bfloat16 operands; activations, up-convolutions and the
+  # The 3x3 and the transposed convolutions on oneDNN with bfloat16 operands; activations and the
   # rest float32.
   assert model.dtype == jnp.float32
   assert kernel_calls(lowered) == {'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx', 'frem_dnnl_conv3x3_dw',
-                                   'frem_upconv2x2', 'frem_upconv2x2_dx', 'frem_upconv2x2_dk'}
+                                   'frem_dnnl_upconv2x2', 'frem_dnnl_upconv2x2_dx', 'frem_dnnl_upconv2x2_dw'}
   text = lowered.as_text()
   assert re.search(r'custom_call @frem_dnnl_conv3x3\(%\S+, %\S+\).*tensor<4x32x32x16xbf16>', text)
+  assert re.search(r'custom_call @frem_dnnl_upconv2x2\(%\S+, %\S+\).*tensor<4x16x16x16xbf16>', text)
   assert described == {'precision': 'bfloat16 convolutions', 'layers_used': 'cpu', 'cpu_kernels_used': True,
                        'conv3x3': 'onednn/onednn/onednn in bfloat16'}
   _, inter = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, batch['image'],

@@ -93,6 +93,9 @@ _ONEDNN_LIBRARY = 'frem_jax.cpu.kernels._onednn'
 _DNNL_FORWARD = 'frem_dnnl_conv3x3'
 _DNNL_INPUT_GRAD = 'frem_dnnl_conv3x3_dx'
 _DNNL_WEIGHT_GRAD = 'frem_dnnl_conv3x3_dw'
+_DNNL_UP = 'frem_dnnl_upconv2x2'
+_DNNL_UP_INPUT_GRAD = 'frem_dnnl_upconv2x2_dx'
+_DNNL_UP_WEIGHT_GRAD = 'frem_dnnl_upconv2x2_dw'
 # GNU OpenMP, which oneDNN's wheel uses, reads this when it is loaded. Its threads would
 # otherwise spin after each convolution on the cores XLA's threads need (fwd+bwd at
 # 256²x16->16 took 2.5x as long with OMP_WAIT_POLICY=ACTIVE on our 2 cores).
@@ -131,7 +134,10 @@ def _onednn_library():
   def register():
     for target, symbol in ((_DNNL_FORWARD, 'FremDnnlConv3x3'),
                            (_DNNL_INPUT_GRAD, 'FremDnnlConv3x3InputGrad'),
-                           (_DNNL_WEIGHT_GRAD, 'FremDnnlConv3x3WeightGrad')):
+                           (_DNNL_WEIGHT_GRAD, 'FremDnnlConv3x3WeightGrad'),
+                           (_DNNL_UP, 'FremDnnlUpconv2x2'),
+                           (_DNNL_UP_INPUT_GRAD, 'FremDnnlUpconv2x2InputGrad'),
+                           (_DNNL_UP_WEIGHT_GRAD, 'FremDnnlUpconv2x2WeightGrad')):
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
                                   platform='cpu')
   loaded = compat.load_cpu_kernels(register, 'oneDNN', "the project's kernels or XLA's convolutions")
@@ -316,3 +322,36 @@ def _upconv2x2_bwd(residuals, dy):
 
 
 upconv2x2.defvjp(_upconv2x2_fwd, _upconv2x2_bwd)
+
+
+def onednn_upconv2x2_fits(dtype) -> bool:
+  """Whether a transposed convolution multiplying in `dtype` runs on oneDNN here: bfloat16, on the CPU, where oneDNN computes it."""
+  return (jnp.dtype(dtype) == jnp.bfloat16 and jax.default_backend() == 'cpu'
+          and onednn_bfloat16_available())
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def onednn_upconv2x2(x: jax.Array, kernel: jax.Array, compute_dtype: str = 'float32') -> jax.Array:
+  """`upconv2x2` on oneDNN's transposed convolution, computed in `compute_dtype` ('float32' or 'bfloat16').
+
+  The output has x's dtype; the kernel's gradient is summed in float32 and returned in the kernel's.
+  """
+  return _onednn_upconv2x2_fwd(x, kernel, compute_dtype)[0]
+
+
+def _onednn_upconv2x2_fwd(x, kernel, compute_dtype):
+  n, h, w, _ = x.shape
+  xc, by_offset = x.astype(compute_dtype), jnp.flip(kernel, (0, 1)).astype(compute_dtype)
+  y = _dnnl_call(_DNNL_UP, (n, 2 * h, 2 * w, kernel.shape[3]), x.dtype, xc, by_offset)
+  return y, (xc, by_offset, jnp.zeros((0,), kernel.dtype))
+
+
+def _onednn_upconv2x2_bwd(compute_dtype, residuals, dy):
+  xc, by_offset, kernel_dtype = residuals
+  dyc = dy.astype(compute_dtype)
+  dx = _dnnl_call(_DNNL_UP_INPUT_GRAD, xc.shape, dy.dtype, dyc, by_offset)
+  dk = _dnnl_call(_DNNL_UP_WEIGHT_GRAD, by_offset.shape, jnp.float32, xc, dyc)
+  return dx, jnp.flip(dk, (0, 1)).astype(kernel_dtype.dtype)
+
+
+onednn_upconv2x2.defvjp(_onednn_upconv2x2_fwd, _onednn_upconv2x2_bwd)

@@ -8,7 +8,9 @@ oneDNN's forward and input gradient, our weight gradient), else XLA's; a
 copy of the input (50 ms of the paper model's step at batch 4).
 
 `ConvTranspose` for `nn.ConvTranspose` with a 2x2 kernel and stride 2: the
-CPU kernel where it fits, else one matrix product. XLA:CPU lowers
+CPU kernel where it fits (float32; in bfloat16 oneDNN's), else one matrix
+product. In float32 our kernel stays: oneDNN's took 63 ms where ours took 57
+(the paper model's four, forward and backward, batch 4; docs/performance.md). XLA:CPU lowers
 `nn.ConvTranspose` to a convolution of the zero-dilated input, which took about
 a third of the paper model's training step on our 2-core CPU
 (docs/performance.md). Each input pixel of a 2x2 stride-2 transposed
@@ -23,7 +25,8 @@ float32 only (`ffi.fits`); a bfloat16 3x3 convolution runs on oneDNN where it
 is built, other bfloat16 layers on XLA's operations.
 
 `LAYERS` is the bundle `build_model` passes to `UNetSE`; `LAYERS_HALF` its
-`half_precision` on the CPU (bfloat16 convolutions, float32 elsewhere).
+`half_precision` on the CPU (bfloat16 3x3 and transposed convolutions on oneDNN,
+float32 elsewhere).
 """
 
 import functools
@@ -92,12 +95,18 @@ class ConvTranspose(nn.Module):
     features: output channels.
     kernel_size, strides: (2, 2) each, the only shape it computes.
     dtype: the computation's dtype, as `nn.ConvTranspose`'s (None: promoted).
-    kernels: use the C++ kernel where it fits (False: one matrix product).
+    conv_dtype: the dtype it multiplies in, inside the layer (None: `dtype`'s).
+      bfloat16 in a float32 layer: oneDNN's bfloat16 transposed convolution
+      with float32 inputs and outputs (`LAYERS_HALF`), where oneDNN computes
+      bfloat16 on this CPU; elsewhere the layer's `dtype`.
+    kernels: use the C++ kernel (float32) or oneDNN (bfloat16) where it fits
+      (False: one matrix product).
   """
   features: int
   kernel_size: Sequence[int] = (2, 2)
   strides: Optional[Sequence[int]] = (2, 2)
   dtype: Any = None
+  conv_dtype: Any = None
   kernels: bool = True
 
   @nn.compact
@@ -110,6 +119,8 @@ class ConvTranspose(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (2, 2, c, o), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (o,), jnp.float32)
     x, kernel, bias = dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    if self.kernels and ffi.onednn_upconv2x2_fits(self.conv_dtype or x.dtype):
+      return ffi.onednn_upconv2x2(x, kernel, 'bfloat16') + bias
     if self.kernels and ffi.uses_kernel(o, x.dtype):
       return ffi.upconv2x2(x, kernel) + bias
     # nn.ConvTranspose (SAME padding, transpose_kernel=False) gives output offset (a, b) of each
@@ -140,13 +151,17 @@ def max_pool(x: jnp.ndarray, window_shape: Sequence[int], strides: Optional[Sequ
 # The layer attributes of `UNetSE` (`frem_jax.build.build_model`).
 LAYERS = {'conv': Conv, 'conv_transpose': ConvTranspose, 'max_pool': max_pool}
 
-# `half_precision` on the CPU where oneDNN is built: the 3x3 convolutions multiply in bfloat16 on
+# `half_precision` on the CPU where oneDNN is built: the convolutions multiply in bfloat16 on
 # oneDNN, everything else stays float32 (the policy of PyTorch's `autocast` on the CPU). A model
 # in bfloat16 throughout was no faster than float32 here: XLA:CPU computes bfloat16 element-wise
 # operations, normalisation and matrix products by converting to float32 and back (train step,
 # paper model, batch 4: float32 0.81 s, bfloat16 throughout 0.81 s, bfloat16 convolutions 0.53 s;
 # docs/performance.md).
-LAYERS_HALF = {**LAYERS, 'conv': functools.partial(Conv, conv_dtype=jnp.bfloat16)}
+# The transposed convolutions too (autocast's list has them): on oneDNN in bfloat16 the decoder's
+# four took 33 ms forward and backward, on our float32 kernel 57 ms (launch/bench_conv_layers.py
+# --layer=upconv2x2, paper model, batch 4; docs/performance.md).
+LAYERS_HALF = {**LAYERS, 'conv': functools.partial(Conv, conv_dtype=jnp.bfloat16),
+               'conv_transpose': functools.partial(ConvTranspose, conv_dtype=jnp.bfloat16)}
 
 
 def conv_dtype(conv) -> Any:

@@ -156,7 +156,7 @@ def _check(config: ml_collections.ConfigDict, workdir: str, devices) -> list:
 def check_precision(workdir: str, config: ml_collections.ConfigDict) -> None:
   """UserError if `workdir` holds checkpoints computed in another precision than `config` computes in here.
 
-  `half_precision` means bfloat16 3x3 convolutions on the CPU wing with
+  `half_precision` means bfloat16 convolutions on the CPU wing with
   oneDNN's bfloat16, bfloat16 throughout elsewhere (`build.precision`): a run
   moved to another machine or backend, or to other `model.layers`, would go
   on in another arithmetic than it began in, and no longer equal a straight run.

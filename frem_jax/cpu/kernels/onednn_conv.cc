@@ -1,7 +1,7 @@
-// 3x3 stride-1 SAME convolutions on oneDNN (NHWC activations, HWIO kernels,
-// float32 or bfloat16), called from JAX through the XLA FFI
-// (frem_jax/cpu/ffi.py). Built only where oneDNN's headers and library are
-// installed (setup.py; the onednn-*-cpu-gomp wheels).
+// 3x3 stride-1 SAME convolutions and 2x2 stride-2 transposed convolutions on
+// oneDNN (NHWC activations, HWIO kernels, float32 or bfloat16), called from JAX
+// through the XLA FFI (frem_jax/cpu/ffi.py). Built only where oneDNN's headers
+// and library are installed (setup.py; the onednn-*-cpu-gomp wheels).
 //
 // Targets (direct convolution; the weights are reordered on every call between
 // HWIO and the layout oneDNN prefers, format_tag::any: with HWIO as they are,
@@ -10,6 +10,10 @@
 //   frem_dnnl_conv3x3     y  = conv(x, k)           x [N,H,W,C], k [3,3,C,O]
 //   frem_dnnl_conv3x3_dx  dx = conv_bwd_data(dy, k) dy [N,H,W,O], k [3,3,C,O]
 //   frem_dnnl_conv3x3_dw  dk = conv_bwd_weights(x, dy), always float32
+//   frem_dnnl_upconv2x2(_dx, _dw): the same for the decoder's transposed
+//       convolution, y [N,2H,2W,O] = deconv(x [N,H,W,C], k [2,2,C,O]), with
+//       k indexed by the output offset in each 2x2 block (y[2h+a, 2w+b] takes
+//       k[a, b]: nn.ConvTranspose's kernel flipped in space)
 // x, k and dy are float32, or bfloat16 (then y and dx may be float32 or
 // bfloat16: the result buffer's type says which). Primitives are built once
 // per shape and types, and cached.
@@ -42,6 +46,17 @@ using Tag = memory::format_tag;
 using Type = memory::data_type;
 
 enum Op { kForward, kBackwardData, kBackwardWeights };
+enum Kind { kConv3x3, kUpconv2x2 };
+
+// A layer's kernel size, stride and padding, and its output's size per input pixel.
+struct Geometry {
+  int64_t kernel, stride, pad, scale;
+  const char* name;
+};
+Geometry GeometryOf(int kind) {
+  return kind == kConv3x3 ? Geometry{3, 1, 1, 1, "frem_dnnl_conv3x3"}
+                          : Geometry{2, 2, 0, 2, "frem_dnnl_upconv2x2"};
+}
 
 dnnl::engine& Engine() {
   static dnnl::engine* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
@@ -49,12 +64,12 @@ dnnl::engine& Engine() {
 }
 
 struct Key {
-  int op;
-  int64_t n, h, w, c, o;
+  int kind, op;
+  int64_t n, h, w, c, o;  // x's shape (the layer's input) and the output channels
   Type act, out;  // the activations' type (x or dy), the result's type
   bool operator<(const Key& b) const {
-    return std::tie(op, n, h, w, c, o, act, out) <
-           std::tie(b.op, b.n, b.h, b.w, b.c, b.o, b.act, b.out);
+    return std::tie(kind, op, n, h, w, c, o, act, out) <
+           std::tie(b.kind, b.op, b.n, b.h, b.w, b.c, b.o, b.act, b.out);
   }
 };
 
@@ -71,50 +86,66 @@ memory::desc Activations(int64_t n, int64_t h, int64_t w, int64_t c, Type t) {
   return memory::desc({n, c, h, w}, t, Tag::nhwc);
 }
 
-std::shared_ptr<Plan> MakePlan(const Key& k) {
+// The primitives of one layer kind: oneDNN's (de)convolution forward, backward
+// data and backward weights, which take their descriptors in the same order.
+template <class Fwd, class BwdData, class BwdWeights>
+void Build(const Key& k, const Geometry& g, dnnl::algorithm algorithm, Plan* plan) {
   auto& engine = Engine();
   const Type wt = k.act;  // the kernel has the activations' type (f32 or bf16)
   const Type weights_type = k.op == kBackwardWeights ? Type::f32 : wt;
-  const memory::desc hwio({k.o, k.c, 3, 3}, weights_type, Tag::hwio);
-  const memory::desc weights_any({k.o, k.c, 3, 3}, weights_type, Tag::any);
-  const auto algorithm = dnnl::algorithm::convolution_direct;
-  const memory::dims strides{1, 1}, pad{1, 1};
+  const memory::dims weight_dims{k.o, k.c, g.kernel, g.kernel};
+  const memory::desc weights_any(weight_dims, weights_type, Tag::any);
+  const memory::dims strides{g.stride, g.stride}, pad{g.pad, g.pad};
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  auto plan = std::make_shared<Plan>();
-  plan->hwio = hwio;
   const auto x_like = [&](Type t) { return Activations(k.n, k.h, k.w, k.c, t); };
-  const auto y_like = [&](Type t) { return Activations(k.n, k.h, k.w, k.o, t); };
+  const auto y_like = [&](Type t) {
+    return Activations(k.n, k.h * g.scale, k.w * g.scale, k.o, t);
+  };
   if (k.op == kForward) {
-    dnnl::convolution_forward::primitive_desc pd(
-        engine, dnnl::prop_kind::forward_training, algorithm, x_like(k.act),
-        weights_any, y_like(k.out), strides, pad, pad, attr);
-    plan->conv = dnnl::convolution_forward(pd);
+    typename Fwd::primitive_desc pd(engine, dnnl::prop_kind::forward_training, algorithm,
+                                    x_like(k.act), weights_any, y_like(k.out), strides, pad,
+                                    pad, attr);
+    plan->conv = Fwd(pd);
     plan->weights = pd.weights_desc();
     plan->scratchpad = pd.scratchpad_desc();
-  } else if (k.op == kBackwardData) {
-    // The forward hint only tells oneDNN the layouts: the input in dy's type.
-    dnnl::convolution_forward::primitive_desc hint(
-        engine, dnnl::prop_kind::forward_training, algorithm, x_like(k.act),
-        weights_any, y_like(k.act), strides, pad, pad);
-    dnnl::convolution_backward_data::primitive_desc pd(
-        engine, algorithm, x_like(k.out), weights_any, y_like(k.act), strides,
-        pad, pad, hint, attr);
-    plan->conv = dnnl::convolution_backward_data(pd);
+    return;
+  }
+  // The forward hint only tells oneDNN the layouts: the input in dy's type.
+  const memory::desc hint_weights(weight_dims, wt, Tag::any);
+  typename Fwd::primitive_desc hint(engine, dnnl::prop_kind::forward_training, algorithm,
+                                    x_like(k.act), hint_weights, y_like(k.act), strides, pad,
+                                    pad);
+  if (k.op == kBackwardData) {
+    typename BwdData::primitive_desc pd(engine, algorithm, x_like(k.out), weights_any,
+                                        y_like(k.act), strides, pad, pad, hint, attr);
+    plan->conv = BwdData(pd);
     plan->weights = pd.weights_desc();
     plan->scratchpad = pd.scratchpad_desc();
   } else {
-    const memory::desc hint_weights({k.o, k.c, 3, 3}, wt, Tag::any);
-    dnnl::convolution_forward::primitive_desc hint(
-        engine, dnnl::prop_kind::forward_training, algorithm, x_like(k.act),
-        hint_weights, y_like(k.act), strides, pad, pad);
-    dnnl::convolution_backward_weights::primitive_desc pd(
-        engine, algorithm, x_like(k.act), weights_any, y_like(k.act), strides,
-        pad, pad, hint, attr);
-    plan->conv = dnnl::convolution_backward_weights(pd);
+    typename BwdWeights::primitive_desc pd(engine, algorithm, x_like(k.act), weights_any,
+                                           y_like(k.act), strides, pad, pad, hint, attr);
+    plan->conv = BwdWeights(pd);
     plan->weights = pd.diff_weights_desc();
     plan->scratchpad = pd.scratchpad_desc();
   }
+}
+
+std::shared_ptr<Plan> MakePlan(const Key& k) {
+  auto& engine = Engine();
+  const Geometry g = GeometryOf(k.kind);
+  const Type weights_type = k.op == kBackwardWeights ? Type::f32 : k.act;
+  const memory::desc hwio({k.o, k.c, g.kernel, g.kernel}, weights_type, Tag::hwio);
+  auto plan = std::make_shared<Plan>();
+  plan->hwio = hwio;
+  if (k.kind == kConv3x3)
+    Build<dnnl::convolution_forward, dnnl::convolution_backward_data,
+          dnnl::convolution_backward_weights>(k, g, dnnl::algorithm::convolution_direct,
+                                              plan.get());
+  else
+    Build<dnnl::deconvolution_forward, dnnl::deconvolution_backward_data,
+          dnnl::deconvolution_backward_weights>(k, g, dnnl::algorithm::deconvolution_direct,
+                                                plan.get());
   plan->reorder = plan->weights != hwio;
   if (plan->reorder) {
     if (k.op == kBackwardWeights)
@@ -163,11 +194,13 @@ Type ToDnnl(ffi::DataType t) {
   return t == ffi::DataType::BF16 ? Type::bf16 : Type::f32;
 }
 
-ffi::Error Run(ffi::ThreadPool& pool, Op op, ffi::AnyBuffer a,
+ffi::Error Run(ffi::ThreadPool& pool, Kind kind, Op op, ffi::AnyBuffer a,
                ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out) {
+  const Geometry g = GeometryOf(kind);
+  const std::string name = g.name;
   const auto ad = a.dimensions(), bd = b.dimensions(), od = out->dimensions();
   if (ad.size() != 4 || bd.size() != 4 || od.size() != 4)
-    return ffi::Error::InvalidArgument("frem_dnnl_conv3x3: rank-4 arrays");
+    return ffi::Error::InvalidArgument(name + ": rank-4 arrays");
   bool ok = true;
   const auto at = Checked(a.element_type(), &ok);
   const auto bt = Checked(b.element_type(), &ok);
@@ -175,25 +208,18 @@ ffi::Error Run(ffi::ThreadPool& pool, Op op, ffi::AnyBuffer a,
   if (!ok || at != bt || (at == ffi::DataType::F32 && ot != at) ||
       (op == kBackwardWeights && ot != ffi::DataType::F32))
     return ffi::Error::InvalidArgument(
-        "frem_dnnl_conv3x3: f32 or bf16 inputs of one type; f32 results of "
-        "f32 inputs; f32 weight gradients");
-  Key key{op, ad[0], ad[1], ad[2], 0, 0, ToDnnl(at), ToDnnl(ot)};
+        name + ": f32 or bf16 inputs of one type; f32 results of f32 inputs; f32 weight "
+        "gradients");
   // (a, b, out): forward (x, k, y), backward data (dy, k, dx), weights (x, dy, dk).
+  const auto& x_dims = op == kBackwardData ? od : ad;
+  const auto& y_dims = op == kForward ? od : op == kBackwardData ? ad : bd;
   const auto& k_dims = op == kBackwardWeights ? od : bd;
-  key.c = k_dims[2];
-  key.o = k_dims[3];
-  const bool shapes_ok =
-      k_dims[0] == 3 && k_dims[1] == 3 &&
-      (op == kForward ? ad[3] == key.c && od[3] == key.o
-       : op == kBackwardData ? ad[3] == key.o && od[3] == key.c
-                             : ad[3] == key.c && bd[3] == key.o &&
-                                   bd[0] == ad[0] && bd[1] == ad[1] &&
-                                   bd[2] == ad[2]) &&
-      (op == kBackwardWeights ||
-       (od[0] == ad[0] && od[1] == ad[1] && od[2] == ad[2]));
+  Key key{kind, op, x_dims[0], x_dims[1], x_dims[2], k_dims[2], k_dims[3], ToDnnl(at), ToDnnl(ot)};
+  const bool shapes_ok = k_dims[0] == g.kernel && k_dims[1] == g.kernel &&
+                         x_dims[3] == key.c && y_dims[3] == key.o && y_dims[0] == key.n &&
+                         y_dims[1] == key.h * g.scale && y_dims[2] == key.w * g.scale;
   if (!shapes_ok)
-    return ffi::Error::InvalidArgument(
-        "frem_dnnl_conv3x3: shapes do not match a 3x3 SAME convolution");
+    return ffi::Error::InvalidArgument(name + ": shapes do not match the layer");
   try {
     const auto plan = GetPlan(key);
     auto& engine = Engine();
@@ -213,7 +239,7 @@ ffi::Error Run(ffi::ThreadPool& pool, Op op, ffi::AnyBuffer a,
       return memory(Activations(key.n, key.h, key.w, key.c, t), engine, p);
     };
     const auto y_like = [&](Type t, void* p) {
-      return memory(Activations(key.n, key.h, key.w, key.o, t), engine, p);
+      return memory(Activations(key.n, key.h * g.scale, key.w * g.scale, key.o, t), engine, p);
     };
     if (op == kBackwardWeights) {
       memory dk(plan->hwio, engine, out->untyped_data());
@@ -246,15 +272,15 @@ ffi::Error Run(ffi::ThreadPool& pool, Op op, ffi::AnyBuffer a,
     }
     stream.wait();
   } catch (const dnnl::error& e) {
-    return ffi::Error::Internal(std::string("frem_dnnl_conv3x3: oneDNN: ") + e.what());
+    return ffi::Error::Internal(name + ": oneDNN: " + e.what());
   }
   return ffi::Error::Success();
 }
 
-template <Op op>
+template <Kind kind, Op op>
 ffi::Error Handler(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
                    ffi::Result<ffi::AnyBuffer> out) {
-  return Run(pool, op, a, b, out);
+  return Run(pool, kind, op, a, b, out);
 }
 
 auto Binding() {
@@ -267,11 +293,12 @@ auto Binding() {
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(FremDnnlConv3x3, Handler<kForward>, Binding());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(FremDnnlConv3x3InputGrad, Handler<kBackwardData>,
-                              Binding());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(FremDnnlConv3x3WeightGrad,
-                              Handler<kBackwardWeights>, Binding());
+#define FREM_DNNL_HANDLERS(Name, kind)                                               \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(Name, (Handler<kind, kForward>), Binding());              \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(Name##InputGrad, (Handler<kind, kBackwardData>), Binding()); \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(Name##WeightGrad, (Handler<kind, kBackwardWeights>), Binding());
+FREM_DNNL_HANDLERS(FremDnnlConv3x3, kConv3x3)
+FREM_DNNL_HANDLERS(FremDnnlUpconv2x2, kUpconv2x2)
 
 // oneDNN's version and the ISA it dispatches to (dnnl::cpu_isa's value), for logs.
 extern "C" const char* FremDnnlInfo() {
