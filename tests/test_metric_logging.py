@@ -33,7 +33,7 @@ def test_an_epoch_is_logged_before_its_checkpoint(tmp_path, monkeypatch):
     raise KeyboardInterrupt
 
   monkeypatch.setattr(train.checkpointing, 'save', killed)
-  config = ml_collections.ConfigDict({'checkpoint_every_epochs': 1, 'num_epochs': 3,
+  config = ml_collections.ConfigDict({'checkpoint_every_epochs': 1, 'num_epochs': 3, 'half_precision': False,
                                     'eval': {'reestimate_statistics': False}})
   run = train.RunLog(manager=None, logger=MetricLogger(str(tmp_path)), state=None, start_epoch=1)
   with pytest.raises(KeyboardInterrupt):
