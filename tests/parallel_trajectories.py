@@ -19,8 +19,9 @@ from frem_jax import steps
 from tests.kernel_calls import kernel_calls
 from tests.tiny import DATA_DIR, tiny_config
 
-# name: (parallelism, data_on_device, device counts)
-RUNS = {'jit': ('jit', False, (1, 2)), 'jit_on_device': ('jit', True, (2,)), 'pmap': ('pmap', False, (1, 2))}
+# name: (parallelism, data_on_device, device counts); every 2-device run is compared with jit's
+# 1-device run (pmap on 1 device would only add a compile of the same arithmetic).
+RUNS = {'jit': ('jit', False, (1, 2)), 'jit_on_device': ('jit', True, (2,)), 'pmap': ('pmap', False, (2,))}
 
 
 def trajectory(parallelism: str, data_on_device: bool, num_devices: int, num_epochs: int = 3):
