@@ -87,10 +87,11 @@ def layer_spec(layer):
     return model_upconvs, 2, {
         'xla': (jnp.float32, xla),
         'kernel': (jnp.float32, ffi.upconv2x2),
-        'onednn': (jnp.float32, lambda x, k: ffi.onednn_upconv2x2(x, k, 'float32')),
-        'onednn_bf16': (jnp.bfloat16, lambda x, k: ffi.onednn_upconv2x2(x, k, 'bfloat16')),
+        'onednn': (jnp.float32, lambda x, k: ffi.onednn_upconv2x2(x, k, jnp.float32)),
+        'onednn_bf16': (jnp.bfloat16, lambda x, k: ffi.onednn_upconv2x2(x, k, jnp.bfloat16)),
         'xla_bf16': (jnp.bfloat16, lambda x, k: xla(x, k.astype(jnp.bfloat16))),
     }
+  # Imported here: the convolution benchmarks need neither.
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from frem_jax.cpu import layers  # pylint: disable=g-import-not-at-top
   return model_pools, 0, {
@@ -199,8 +200,16 @@ def main():
   args = p.parse_args()
   features = [int(f) for f in args.features.split(',')]
   shapes_of, size, impls = layer_spec(args.layer)
-  names = [n for n in args.impls.split(',') if n in impls]
-  if not ffi.onednn_available():
+  names = args.impls.split(',')
+  if args.layer != 'conv3x3' and args.impls == p.get_default('impls'):
+    names = [n for n in names if n in impls] + [n for n in impls if n not in names]
+  unknown = [n for n in names if n not in impls]
+  if unknown:
+    sys.exit(f'error: --impls={args.impls}: {", ".join(unknown)} not one of {", ".join(impls)} '
+             f'(--layer={args.layer})')
+  if args.per_op and args.layer != 'conv3x3':
+    sys.exit(f'error: --per_op times the 3x3 convolutions only; drop --layer={args.layer} or --per_op')
+  if args.layer != 'max_pool' and not ffi.onednn_available():
     sys.exit('error: oneDNN is not built in this install')
   print(f'# {ffi.onednn_info()}; jax {jax.__version__}; CPU: {cpu_name()}; '
         f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY")}', flush=True)

@@ -303,8 +303,17 @@ def test_a_bfloat16_run_resumes_only_where_it_computes_as_it_began(half_run, tmp
     return
   with pytest.raises(UserError, match=re.escape(
       f'--workdir={moved} was trained in {build.PRECISIONS[saved]}, and here half_precision=True computes '
-      f'{build.PRECISIONS[elsewhere]}; resume it where it computes the same')):
+      f'{build.PRECISIONS[elsewhere]}; resume it where it computes the same (docs/config.md, half_precision), '
+      'or start a new --workdir')):
     train.train_and_evaluate(config, str(moved))
+  # Where another model.layers computes as the run began, the line names it.
+  monkeypatch.undo()
+  monkeypatch.setattr(build, 'cpu_half_precision', lambda c: c.model.layers != 'flax')
+  layers = 'flax' if saved == 'bfloat16' else 'auto'
+  other = tiny_config(num_epochs=2, half_precision=True,
+                      **{'model.layers': 'cpu' if saved == 'bfloat16' else 'flax'})
+  with pytest.raises(UserError, match=re.escape(f'; resume it with --config.model.layers={layers}, or start')):
+    train.train_and_evaluate(other, str(moved))
   assert {p: (moved / p).read_bytes() for p in before} == before
   assert checkpointing.latest_meta(str(moved))['epoch'] == 1
 

@@ -84,7 +84,11 @@ def kernels_used(model: nn.Module) -> bool:
 
 
 def model_precision(model: nn.Module) -> str:
-  """What `model` computes in, from its dtypes: a key of build.PRECISIONS (build.precision says it from the config)."""
+  """What `model` computes in, from its dtypes: 'float32', 'bfloat16' or 'DTYPE convolutions'.
+
+  For the models build.build_model makes, one of build.PRECISIONS' keys, equal to
+  build.precision(config) (the tests check both derivations agree).
+  """
   multiply = jnp.dtype(_multiply_dtype(model)).name
   return f'{multiply} convolutions' if multiply != jnp.dtype(model.dtype).name else multiply
 

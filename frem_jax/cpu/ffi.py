@@ -6,7 +6,8 @@ and weight gradient each run on oneDNN, on our kernels or on XLA
 alone, also in bfloat16). XLA:CPU's own convolution is slow on the U-Net's
 narrow high-resolution layers (32 and 64 channels at 256² and 128²).
 `upconv2x2`: the decoder's 2x2 stride-2 transposed convolution, whose
-gradient XLA computes through large transposes (docs/performance.md).
+gradient XLA computes through large transposes (docs/performance.md);
+`onednn_upconv2x2` oneDNN's, used in bfloat16 (ours was faster in float32).
 
 They are called through the XLA FFI inside the jitted step; on GPU and TPU,
 or where neither was built, the layers use XLA's operations.
@@ -330,12 +331,18 @@ def onednn_upconv2x2_fits(dtype) -> bool:
           and onednn_bfloat16_available())
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def onednn_upconv2x2(x: jax.Array, kernel: jax.Array, compute_dtype: str = 'float32') -> jax.Array:
-  """`upconv2x2` on oneDNN's transposed convolution, computed in `compute_dtype` ('float32' or 'bfloat16').
+def onednn_upconv2x2(x: jax.Array, kernel: jax.Array, compute_dtype=None) -> jax.Array:
+  """`upconv2x2` on oneDNN's transposed convolution, in x's dtype.
 
-  The output has x's dtype; the kernel's gradient is summed in float32 and returned in the kernel's.
+  `compute_dtype` (None: x's): float32 or bfloat16, as `onednn_conv3x3`'s:
+  x and the kernel are cast to it inside; the kernel's gradient is summed in
+  float32 and returned in the kernel's dtype.
   """
+  return _onednn_upconv2x2(x, kernel, jnp.dtype(compute_dtype or x.dtype).name)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _onednn_upconv2x2(x, kernel, compute_dtype: str):
   return _onednn_upconv2x2_fwd(x, kernel, compute_dtype)[0]
 
 
@@ -343,6 +350,7 @@ def _onednn_upconv2x2_fwd(x, kernel, compute_dtype):
   n, h, w, _ = x.shape
   xc, by_offset = x.astype(compute_dtype), jnp.flip(kernel, (0, 1)).astype(compute_dtype)
   y = _dnnl_call(_DNNL_UP, (n, 2 * h, 2 * w, kernel.shape[3]), x.dtype, xc, by_offset)
+  # An empty array carries the kernel's dtype (dy has x's).
   return y, (xc, by_offset, jnp.zeros((0,), kernel.dtype))
 
 
@@ -354,4 +362,4 @@ def _onednn_upconv2x2_bwd(compute_dtype, residuals, dy):
   return dx, jnp.flip(dk, (0, 1)).astype(kernel_dtype.dtype)
 
 
-onednn_upconv2x2.defvjp(_onednn_upconv2x2_fwd, _onednn_upconv2x2_bwd)
+_onednn_upconv2x2.defvjp(_onednn_upconv2x2_fwd, _onednn_upconv2x2_bwd)

@@ -21,8 +21,8 @@ matmul [N·H·W, C] x [C, 4·O] and a depth-to-space rearrangement.
 
 Dtypes as flax's: `dtype` is the computation's (None: promoted from the input
 and the float32 parameters), parameters are float32. The C++ kernels compute
-float32 only (`ffi.fits`); a bfloat16 3x3 convolution runs on oneDNN where it
-is built, other bfloat16 layers on XLA's operations.
+float32 only (`ffi.fits`); a bfloat16 3x3 or transposed convolution runs on
+oneDNN where it computes bfloat16, other bfloat16 layers on XLA's operations.
 
 `LAYERS` is the bundle `build_model` passes to `UNetSE`; `LAYERS_HALF` its
 `half_precision` on the CPU (bfloat16 3x3 and transposed convolutions on oneDNN,
@@ -120,7 +120,7 @@ class ConvTranspose(nn.Module):
     bias = self.param('bias', nn.initializers.zeros, (o,), jnp.float32)
     x, kernel, bias = dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     if self.kernels and ffi.onednn_upconv2x2_fits(self.conv_dtype or x.dtype):
-      return ffi.onednn_upconv2x2(x, kernel, 'bfloat16') + bias
+      return ffi.onednn_upconv2x2(x, kernel, jnp.bfloat16) + bias
     if self.kernels and ffi.uses_kernel(o, x.dtype):
       return ffi.upconv2x2(x, kernel) + bias
     # nn.ConvTranspose (SAME padding, transpose_kernel=False) gives output offset (a, b) of each

@@ -164,10 +164,17 @@ def check_precision(workdir: str, config: ml_collections.ConfigDict) -> None:
   """
   saved = (checkpointing.latest_meta(workdir) or {}).get('precision')
   here = precision(config)
-  if saved is not None and saved != here:
-    raise UserError(f'--workdir={workdir} was trained in {PRECISIONS[saved]}, and here half_precision='
-                    f'{config.half_precision} computes {PRECISIONS[here]}; resume it where it computes '
-                    'the same (docs/config.md, half_precision), or start a new --workdir')
+  if saved is None or saved == here:
+    return
+  # model.layers may change on resume: where another value computes as the run began, name it.
+  fixes = [layers for layers in ('auto', 'cpu', 'flax') if layers != config.model.layers
+           and precision(ml_collections.ConfigDict({**config.to_dict(), 'model': {
+               **config.model.to_dict(), 'layers': layers}})) == saved]
+  remedy = (f'resume it with --config.model.layers={fixes[0]}' if fixes else
+            'resume it where it computes the same (docs/config.md, half_precision)')
+  raise UserError(f'--workdir={workdir} was trained in {PRECISIONS.get(saved, saved)}, and here '
+                  f'half_precision={config.half_precision} computes {PRECISIONS[here]}; {remedy}, '
+                  'or start a new --workdir')
 
 
 def open_run(workdir: str, state: steps.TrainState, reestimated: bool = False) -> RunLog:
