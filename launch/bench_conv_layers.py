@@ -192,7 +192,8 @@ def main():
   p.add_argument('--image_size', type=int, default=256)
   p.add_argument('--batch', type=int, default=4)
   p.add_argument('--rounds', type=int, default=9)
-  p.add_argument('--impls', default='xla,kernel,onednn,onednn_bf16,xla_bf16')
+  p.add_argument('--impls', default='',
+                 help='comma-separated; default: xla,kernel,onednn,onednn_bf16,xla_bf16 for conv3x3, all for the others')
   p.add_argument('--json', default='')
   p.add_argument('--layer', default='conv3x3', choices=('conv3x3', 'upconv2x2', 'max_pool'))
   p.add_argument('--per_op', action='store_true',
@@ -200,9 +201,8 @@ def main():
   args = p.parse_args()
   features = [int(f) for f in args.features.split(',')]
   shapes_of, size, impls = layer_spec(args.layer)
-  names = args.impls.split(',')
-  if args.layer != 'conv3x3' and args.impls == p.get_default('impls'):
-    names = [n for n in names if n in impls] + [n for n in impls if n not in names]
+  default = 'xla,kernel,onednn,onednn_bf16,xla_bf16' if args.layer == 'conv3x3' else ','.join(impls)
+  names = (args.impls or default).split(',')
   unknown = [n for n in names if n not in impls]
   if unknown:
     sys.exit(f'error: --impls={args.impls}: {", ".join(unknown)} not one of {", ".join(impls)} '

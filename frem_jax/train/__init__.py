@@ -6,6 +6,7 @@ step for all (train/population.py; the sweep's `search.population`).
 The command line is `python -m frem_jax.train` (train/__main__.py).
 """
 
+import copy
 import dataclasses
 import math
 import os
@@ -168,13 +169,18 @@ def check_precision(workdir: str, config: ml_collections.ConfigDict) -> None:
     return
   # model.layers may change on resume: where another value computes as the run began, name it.
   fixes = [layers for layers in ('auto', 'cpu', 'flax') if layers != config.model.layers
-           and precision(ml_collections.ConfigDict({**config.to_dict(), 'model': {
-               **config.model.to_dict(), 'layers': layers}})) == saved]
+           and precision(_with_layers(config, layers)) == saved]
   remedy = (f'resume it with --config.model.layers={fixes[0]}' if fixes else
             'resume it where it computes the same (docs/config.md, half_precision)')
   raise UserError(f'--workdir={workdir} was trained in {PRECISIONS.get(saved, saved)}, and here '
                   f'half_precision={config.half_precision} computes {PRECISIONS[here]}; {remedy}, '
                   'or start a new --workdir')
+
+
+def _with_layers(config: ml_collections.ConfigDict, layers: str) -> ml_collections.ConfigDict:
+  other = copy.deepcopy(config)
+  other.model.layers = layers
+  return other
 
 
 def open_run(workdir: str, state: steps.TrainState, reestimated: bool = False) -> RunLog:
