@@ -254,17 +254,35 @@ def onednn_conv3x3(x: jax.Array, kernel: jax.Array, compute_dtype=None) -> jax.A
 
 
 # `auto`: measured part by part on the U-Net's layers at 256², batch 4 (launch/bench_conv_layers.py
-# --per_op; AMD EPYC with AVX-512, 2 shared cores, 2026-12-05): oneDNN's forward and input
-# gradient took 10-33 % less time than our kernels in sum over the model's layers, its float32
-# weight gradient 21-33 % more (docs/performance.md).
+# --per_op, docs/performance.md): oneDNN's forward and input gradient took 10-33 % less time than
+# our kernels in sum over the model's layers on AMD EPYCs (Zen 4, Zen 5) and about 50 % less on an
+# Intel Xeon with AMX; oneDNN 3.2's float32 weight gradient (its `jit:avx512_core` kernel on both)
+# took 21-33 % more than ours on the EPYCs but 29 % less on the Xeon (298 against 419 ms; train
+# step 1.10 against 1.22 s). So our weight gradient is kept on AMD's CPUs alone.
 IMPLEMENTATIONS = ('auto', 'onednn', 'kernel', 'xla', 'onednn_bf16')
+KERNEL_WEIGHT_GRAD_VENDORS = ('AuthenticAMD',)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_vendor() -> str:
+  """This CPU's vendor_id from /proc/cpuinfo ('GenuineIntel', 'AuthenticAMD', ...); '' where there is none."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'vendor_id':
+          return value.strip()
+  except OSError:
+    pass
+  return ''
 
 
 def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> Optional[Plan]:
   """The plan of a 3x3 conv of `c_in` -> `c_out` channels of `dtype` here; None: XLA's convolution alone.
 
   `implementation`: 'auto' (part by part the fastest built: oneDNN's forward
-  and input gradient, our weight gradient), 'onednn', 'kernel', 'xla', or
+  and input gradient, our weight gradient on AMD's CPUs and oneDNN's on
+  others, `KERNEL_WEIGHT_GRAD_VENDORS`), 'onednn', 'kernel', 'xla', or
   'onednn_bf16' (all on oneDNN in bfloat16; not float32-exact). A part that
   it cannot compute here goes to the next in that order, XLA last. A bfloat16
   convolution (`half_precision`) runs all on oneDNN ('auto', 'onednn'), else
@@ -286,9 +304,10 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
     return Plan('onednn', 'onednn', 'onednn', 'bfloat16') if onednn else None
   kernel = implementation in ('auto', 'kernel') and fits(c_out, dtype) and available()
   kernel_dx = kernel and c_in % _LANES == 0
+  ours_dw = kernel and (not onednn or cpu_vendor() in KERNEL_WEIGHT_GRAD_VENDORS)
   plan = Plan('onednn' if onednn else 'kernel' if kernel else 'xla',
               'onednn' if onednn else 'kernel' if kernel_dx else 'xla',
-              'kernel' if kernel else 'onednn' if onednn else 'xla')
+              'kernel' if ours_dw else 'onednn' if onednn else 'xla')
   return None if plan == Plan('xla', 'xla', 'xla') else plan
 
 
