@@ -16,7 +16,8 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # workers never read an entry the other is still writing. Programs that compile in under 0.3 s (the
 # ~1 500 tiny eager operations of a run, against ~340 steps and commands' programs) are not written:
 # each write lists and stats the whole folder to bound its size, and a cold suite took 6:55 with the
-# threshold against 7:29 writing everything (2-core Intel Xeon with AMX, 2026-12-06, one run each).
+# threshold against 7:29 writing everything (2-core Intel Xeon with AMX, 2026-12-06, one run each;
+# warm runs, which now compile those small programs again, were not compared).
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(ROOT, '.pytest_cache', 'jax'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.3')
 os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(2 * 1024**3))

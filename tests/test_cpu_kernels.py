@@ -1,6 +1,7 @@
 """The CPU wing: its kernels and oneDNN's equal XLA's convolutions, forward and both gradients; its layers equal flax's."""
 
 import importlib.metadata
+import io
 import os
 
 import jax
@@ -269,6 +270,21 @@ def test_layer_choice(monkeypatch):
   with pytest.raises(ValueError, match=r'ConvTranspose computes 2x2 kernels of stride 2, got '
                                        r'kernel_size=\(3, 3\)'):
     ConvTranspose(8, (3, 3), strides=(2, 2)).init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
+
+
+def test_cpu_vendor_is_read_from_proc_cpuinfo(monkeypatch):
+  real_open = open
+  def fake_open(text):
+    return lambda path, *a, **k: io.StringIO(text) if path == '/proc/cpuinfo' else real_open(path, *a, **k)
+  try:
+    for text, vendor in (('processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t: avx2\n', 'GenuineIntel'),
+                         ('vendor_id : AuthenticAMD\n', 'AuthenticAMD'), ('processor\t: 0\n', '')):
+      monkeypatch.setattr('builtins.open', fake_open(text))
+      cpu_conv.cpu_vendor.cache_clear()
+      assert cpu_conv.cpu_vendor() == vendor
+  finally:
+    monkeypatch.undo()
+    cpu_conv.cpu_vendor.cache_clear()
 
 
 def test_conv3x3_module_matches_flax_conv():

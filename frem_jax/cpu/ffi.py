@@ -255,10 +255,11 @@ def onednn_conv3x3(x: jax.Array, kernel: jax.Array, compute_dtype=None) -> jax.A
 
 # `auto`: measured part by part on the U-Net's layers at 256², batch 4 (launch/bench_conv_layers.py
 # --per_op, docs/performance.md): oneDNN's forward and input gradient took 10-33 % less time than
-# our kernels in sum over the model's layers on AMD EPYCs (Zen 4, Zen 5) and about 50 % less on an
-# Intel Xeon with AMX; oneDNN 3.2's float32 weight gradient (its `jit:avx512_core` kernel on both)
-# took 21-33 % more than ours on the EPYCs but 29 % less on the Xeon (298 against 419 ms; train
-# step 1.10 against 1.22 s). So our weight gradient is kept on AMD's CPUs alone.
+# our kernels in sum over the model's layers on an AMD EPYC (Zen 5) and about 50 % less on an Intel
+# Xeon with AMX; oneDNN 3.2's float32 weight gradient (its `jit:avx512_core` kernel on both) took
+# 21-33 % more than ours on the EPYC but 29 % less on the Xeon (298 against 419 ms; train step 1.10
+# against 1.22 s). So our weight gradient is kept on AMD's CPUs alone: one CPU of each vendor
+# measured, others (AVX2-only, Intel without AVX-512) not.
 IMPLEMENTATIONS = ('auto', 'onednn', 'kernel', 'xla', 'onednn_bf16')
 KERNEL_WEIGHT_GRAD_VENDORS = ('AuthenticAMD',)
 

@@ -2,15 +2,17 @@
 
 `Conv` for `nn.Conv` (stride 1, SAME): the stages' 3x3 convolutions on
 oneDNN and this project's XLA:CPU kernels where built (`ffi.conv3x3_plan`:
-oneDNN's forward and input gradient, our weight gradient), else XLA's; a
+oneDNN's forward and input gradient, our weight gradient on AMD's CPUs and
+oneDNN's on others), else XLA's; a
 1x1 convolution (the class head) as a matrix product: XLA:CPU computes
 `nn.Conv`'s kernel gradient as a 256x256-window convolution of a transposed
 copy of the input (50 ms of the paper model's step at batch 4).
 
 `ConvTranspose` for `nn.ConvTranspose` with a 2x2 kernel and stride 2: the
 CPU kernel where it fits (float32; in bfloat16 oneDNN's), else one matrix
-product. In float32 our kernel stays: oneDNN's took 63 ms where ours took 57
-(the paper model's four, forward and backward, batch 4; docs/performance.md). XLA:CPU lowers
+product. In float32 our kernel stays: oneDNN's took 63 ms where ours took 57 on
+an AMD EPYC, 48 against 50 on an Intel Xeon (the paper model's four, forward and
+backward, batch 4; docs/performance.md). XLA:CPU lowers
 `nn.ConvTranspose` to a convolution of the zero-dilated input, which took about
 a third of the paper model's training step on our 2-core CPU
 (docs/performance.md). Each input pixel of a 2x2 stride-2 transposed
