@@ -5,6 +5,9 @@ import os
 import tempfile
 from typing import Any, BinaryIO, Callable
 
+# write_atomic's temporary files are named '.NAME.RANDOM.tmp'.
+_TEMPORARY_SUFFIX = '.tmp'
+
 
 def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
   """Calls `write(binary_file)` on a temporary file beside `path`, then renames it to `path`.
@@ -13,7 +16,7 @@ def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
   """
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix=_TEMPORARY_SUFFIX)
   try:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     with os.fdopen(fd, 'wb') as f:
@@ -25,6 +28,15 @@ def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def is_temporary(name: str) -> bool:
+  """Whether the file name `name` is one of write_atomic's temporary files.
+
+  A process killed while writing (a sweep's worker, say) leaves one behind;
+  it holds nothing that was ever in place, so a folder with only these is empty.
+  """
+  return name.startswith('.') and name.endswith(_TEMPORARY_SUFFIX)
 
 
 def save_figure_atomic(fig, path: str) -> str:

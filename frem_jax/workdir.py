@@ -113,7 +113,8 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> None:
       shown = ', '.join(f'{k}: {a!r} -> {b!r}' for k, a, b in diffs[:3]) + (' …' if len(diffs) > 3 else '')
       raise UserError(f'--workdir={workdir} holds a run with a different config ({shown}); '
                       'use a new --workdir to start another run, or the same config to resume')
-  elif os.path.isdir(workdir) and set(os.listdir(workdir)) - {LOCK_FILE}:
+  elif os.path.isdir(workdir) and [n for n in os.listdir(workdir)
+                                   if n != LOCK_FILE and not files.is_temporary(n)]:
     raise UserError(f'--workdir={workdir} is not empty and holds no {CONFIG_FILE}; '
                     'use an empty or new folder')
 

@@ -1,6 +1,9 @@
 """A run's folder: which config changes a resume accepts."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -38,3 +41,18 @@ def test_a_key_the_run_had_is_compared_as_before(tmp_path):
   config.frem.factor = 10.0
   with pytest.raises(UserError, match=r'frem.factor: 632.0 -> 10.0'):
     workdir.check(run, config)
+
+
+def test_a_folder_left_by_a_process_killed_while_writing_its_config_counts_as_empty(tmp_path):
+  """A sweep's worker killed mid-write leaves the lock and write_atomic's temporary: a new run starts there."""
+  run = tmp_path / 'trial_001'
+  kill = ('import os, signal; from frem_jax import files, workdir_lock\n'
+          f'with workdir_lock.hold({str(run)!r}):\n'
+          f'  files.write_atomic({str(run / workdir.CONFIG_FILE)!r}, lambda f: os.kill(os.getpid(), signal.SIGKILL))')
+  killed = subprocess.run([sys.executable, '-c', kill], check=False)
+  assert killed.returncode == -9
+  assert workdir.CONFIG_FILE not in os.listdir(run) and len(os.listdir(run)) == 2, os.listdir(run)
+  workdir.check(str(run), default.get_config())  # no error
+  (run / 'notes.txt').write_text('mine')
+  with pytest.raises(UserError, match='is not empty and holds no config.json'):
+    workdir.check(str(run), default.get_config())
