@@ -154,6 +154,10 @@ def trainable(params: dict, base: ml_collections.ConfigDict, workdir: str, space
   trial_dir = os.path.join(workdir, name)
   values = search_space.plain_values(params)
   trial = search_space.trial_config(base, space, values)
+  # A killed sweep's worker of this trial may still be alive for a moment (Ray stops a dead
+  # driver's workers shortly after it): wait it out rather than fail the trial as 'in use'.
+  with workdir_lock.hold(trial_dir, wait=True):
+    pass
   _set_aside_abandoned(trial_dir, trial)
   # Ray makes visible only the GPUs it gave this trial; on CPU a trial is one device.
   devices = jax.local_devices() if all_devices else jax.local_devices()[:1]
