@@ -4,7 +4,12 @@ import re
 
 from frem_jax.cpu import ffi
 
-_UP_TRAIN = {'frem_upconv2x2', 'frem_upconv2x2_dx', 'frem_upconv2x2_dk'}
+def _up(train: bool) -> set:
+  """The 2x2 up-conv's targets: ours, or oneDNN's where `ffi.upconv2x2_plan` puts float32 there."""
+  if ffi.upconv2x2_plan(32, 'float32') == 'onednn':
+    return {'frem_dnnl_upconv2x2', 'frem_dnnl_upconv2x2_dx', 'frem_dnnl_upconv2x2_dw'} if train else {
+        'frem_dnnl_upconv2x2'}
+  return {'frem_upconv2x2', 'frem_upconv2x2_dx', 'frem_upconv2x2_dk'} if train else {'frem_upconv2x2'}
 
 
 def train_targets() -> frozenset:
@@ -12,19 +17,21 @@ def train_targets() -> frozenset:
 
   Without oneDNN: our 3x3 conv forward (also its input gradient) and weight
   gradient; with it (`ffi.conv3x3_plan`): oneDNN's forward and input gradient,
-  our weight gradient on AMD's CPUs, oneDNN's on others. Both: the 2x2 up-conv
-  forward, input and kernel gradients.
+  our weight gradient on AMD's CPUs with AVX-512, oneDNN's elsewhere. Both: the
+  2x2 up-conv forward, input and kernel gradients (`ffi.upconv2x2_plan`: ours,
+  or oneDNN's where our kernels were not built for AVX-512).
   """
+  up = _up(train=True)
   if ffi.onednn_available():
     ours_dw = ffi.conv3x3_plan(32, 32, 'float32').weight_grad == 'kernel'
     return frozenset({'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx',
-                      'frem_conv3x3_dw' if ours_dw else 'frem_dnnl_conv3x3_dw', *_UP_TRAIN})
-  return frozenset({'frem_conv3x3', 'frem_conv3x3_dw', *_UP_TRAIN})
+                      'frem_conv3x3_dw' if ours_dw else 'frem_dnnl_conv3x3_dw', *up})
+  return frozenset({'frem_conv3x3', 'frem_conv3x3_dw', *up})
 
 
 def inference_targets() -> frozenset:
   """The XLA FFI targets of the CPU wing's inference: the 3x3 conv forward and the 2x2 up-conv forward."""
-  return frozenset({'frem_dnnl_conv3x3' if ffi.onednn_available() else 'frem_conv3x3', 'frem_upconv2x2'})
+  return frozenset({'frem_dnnl_conv3x3' if ffi.onednn_available() else 'frem_conv3x3', *_up(train=False)})
 
 
 def kernel_calls(lowered) -> set:

@@ -250,14 +250,28 @@ def test_layer_choice(monkeypatch):
   with pytest.raises(ValueError, match="conv3x3 implementation 'fast'"):
     plan(32, 32, jnp.float32, 'fast')
   if cpu_conv.onednn_available():
-    # Our weight gradient where it was measured faster than oneDNN's (AMD), oneDNN's elsewhere.
+    # Our weight gradient where it was measured faster than oneDNN's (AMD with AVX-512), oneDNN's elsewhere.
+    monkeypatch.setattr(cpu_conv, 'built_for_avx512', lambda: True)
     monkeypatch.setattr(cpu_conv, 'cpu_vendor', lambda: 'AuthenticAMD')
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'kernel')
+    assert cpu_conv.upconv2x2_plan(32, jnp.float32) == 'kernel'
     monkeypatch.setattr(cpu_conv, 'cpu_vendor', lambda: 'GenuineIntel')
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
     assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'kernel', 'kernel')
     assert plan(3, 8, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
+    # Kernels built without AVX-512 (an AVX2 CPU: 11-20x slower than oneDNN): oneDNN's throughout,
+    # unless asked for ours by name.
+    monkeypatch.setattr(cpu_conv, 'built_for_avx512', lambda: False)
+    for vendor in ('AuthenticAMD', 'GenuineIntel'):
+      monkeypatch.setattr(cpu_conv, 'cpu_vendor', lambda vendor=vendor: vendor)
+      assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
+      assert cpu_conv.upconv2x2_plan(32, jnp.float32) == cpu_conv.upconv2x2_plan(8, jnp.float32) == 'onednn'
+    assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'kernel', 'kernel')
     monkeypatch.undo()
+  assert cpu_conv.upconv2x2_plan(32, jnp.float16) is None
+  if not cpu_conv.onednn_available():
+    assert cpu_conv.upconv2x2_plan(32, jnp.float32) == 'kernel'
+    assert cpu_conv.upconv2x2_plan(8, jnp.float32) is None  # not a multiple of 16: the matrix product
   if cpu_conv.onednn_bfloat16_available():
     assert plan(32, 32, jnp.float32, 'onednn_bf16').dtype == 'bfloat16'
     # half_precision: all on oneDNN in bfloat16; asked for our (float32) kernels alone, XLA's.
@@ -270,6 +284,14 @@ def test_layer_choice(monkeypatch):
   with pytest.raises(ValueError, match=r'ConvTranspose computes 2x2 kernels of stride 2, got '
                                        r'kernel_size=\(3, 3\)'):
     ConvTranspose(8, (3, 3), strides=(2, 2)).init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
+
+
+@pytest.mark.skipif(not cpu_conv.available() or 'FREM_JAX_CPU_FLAGS' in os.environ,
+                    reason='needs the kernels built with -march=native (the default)')
+def test_kernels_say_whether_they_were_built_for_avx512():
+  with open('/proc/cpuinfo') as f:
+    flags = next(line for line in f if line.startswith('flags')).split()
+  assert cpu_conv.built_for_avx512() == ('avx512f' in flags)
 
 
 def test_cpu_vendor_is_read_from_proc_cpuinfo(monkeypatch):

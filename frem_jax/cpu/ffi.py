@@ -60,6 +60,20 @@ def available() -> bool:
   return compat.load_cpu_kernels(register)  # False, said once, where this jaxlib refuses them
 
 
+@functools.lru_cache(maxsize=None)
+def built_for_avx512() -> bool:
+  """Whether the kernels are available and were built for AVX-512, the vector registers their tiles were written for.
+
+  Built for AVX2 alone (`-march=native` on a CPU without AVX-512) they spill
+  registers in every tile: 11-20x slower than oneDNN's convolutions on an AMD
+  EPYC (Zen 3), part by part (docs/performance.md). The 'auto' plans then
+  leave them out where oneDNN is built (`conv3x3_plan`, `upconv2x2_plan`).
+  """
+  if not available():
+    return False
+  return bool(ctypes.CDLL(importlib.util.find_spec(_LIBRARY).origin).FremKernelsAvx512())
+
+
 def fits(features: int, dtype) -> bool:
   """Whether a conv to `features` output channels of `dtype` fits the kernels (float32, a multiple of 16)."""
   return features % _LANES == 0 and jnp.dtype(dtype) == jnp.float32
@@ -258,8 +272,10 @@ def onednn_conv3x3(x: jax.Array, kernel: jax.Array, compute_dtype=None) -> jax.A
 # our kernels in sum over the model's layers on an AMD EPYC (Zen 5) and about 50 % less on an Intel
 # Xeon with AMX; oneDNN 3.2's float32 weight gradient (its `jit:avx512_core` kernel on both) took
 # 21-33 % more than ours on the EPYC but 29 % less on the Xeon (298 against 419 ms; train step 1.10
-# against 1.22 s). So our weight gradient is kept on AMD's CPUs alone: one CPU of each vendor
-# measured, others (AVX2-only, Intel without AVX-512) not.
+# against 1.22 s). So our weight gradient is kept on AMD's CPUs with AVX-512 alone (Zen 4 and 5:
+# 562 against 616 ms on Zen 4). On an AMD EPYC without AVX-512 (Zen 3, AVX2) our kernels took
+# 11-20x oneDNN's time in every part (weight gradient 4003 against 349 ms), so there, and on any
+# CPU the kernels were not built for AVX-512 (`built_for_avx512`), every part is oneDNN's.
 IMPLEMENTATIONS = ('auto', 'onednn', 'kernel', 'xla', 'onednn_bf16')
 KERNEL_WEIGHT_GRAD_VENDORS = ('AuthenticAMD',)
 
@@ -282,8 +298,9 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
   """The plan of a 3x3 conv of `c_in` -> `c_out` channels of `dtype` here; None: XLA's convolution alone.
 
   `implementation`: 'auto' (part by part the fastest built: oneDNN's forward
-  and input gradient, our weight gradient on AMD's CPUs and oneDNN's on
-  others, `KERNEL_WEIGHT_GRAD_VENDORS`), 'onednn', 'kernel', 'xla', or
+  and input gradient, our weight gradient on AMD's CPUs with AVX-512 and
+  oneDNN's elsewhere, `KERNEL_WEIGHT_GRAD_VENDORS`, `built_for_avx512`),
+  'onednn', 'kernel', 'xla', or
   'onednn_bf16' (all on oneDNN in bfloat16; not float32-exact). A part that
   it cannot compute here goes to the next in that order, XLA last. A bfloat16
   convolution (`half_precision`) runs all on oneDNN ('auto', 'onednn'), else
@@ -305,7 +322,7 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
     return Plan('onednn', 'onednn', 'onednn', 'bfloat16') if onednn else None
   kernel = implementation in ('auto', 'kernel') and fits(c_out, dtype) and available()
   kernel_dx = kernel and c_in % _LANES == 0
-  ours_dw = kernel and (not onednn or cpu_vendor() in KERNEL_WEIGHT_GRAD_VENDORS)
+  ours_dw = kernel and (not onednn or (cpu_vendor() in KERNEL_WEIGHT_GRAD_VENDORS and built_for_avx512()))
   plan = Plan('onednn' if onednn else 'kernel' if kernel else 'xla',
               'onednn' if onednn else 'kernel' if kernel_dx else 'xla',
               'kernel' if ours_dw else 'onednn' if onednn else 'xla')
@@ -345,10 +362,26 @@ def _upconv2x2_bwd(residuals, dy):
 upconv2x2.defvjp(_upconv2x2_fwd, _upconv2x2_bwd)
 
 
-def onednn_upconv2x2_fits(dtype) -> bool:
-  """Whether a transposed convolution multiplying in `dtype` runs on oneDNN here: bfloat16, on the CPU, where oneDNN computes it."""
-  return (jnp.dtype(dtype) == jnp.bfloat16 and jax.default_backend() == 'cpu'
-          and onednn_bfloat16_available())
+def upconv2x2_plan(features: int, dtype) -> Optional[str]:
+  """Who computes a 2x2 stride-2 transposed conv to `features` channels multiplying in `dtype` here.
+
+  'onednn' (`onednn_upconv2x2` in `dtype`): bfloat16 where oneDNN computes it,
+  and float32 where our kernels were not built for AVX-512 (there ours took
+  524 ms forward and backward against oneDNN's 37 ms, the paper model's four
+  at batch 4 on an AMD EPYC Zen 3); 'kernel' (`upconv2x2`): float32 where it
+  fits (with AVX-512 ours took 57 ms against oneDNN's 63 on an AMD EPYC, 50
+  against 48 on an Intel Xeon); None: neither (the layer's matrix product).
+  """
+  dtype = jnp.dtype(dtype)
+  if jax.default_backend() != 'cpu':
+    return None
+  if dtype == jnp.bfloat16:
+    return 'onednn' if onednn_bfloat16_available() else None
+  if dtype != jnp.float32:
+    return None
+  if onednn_available() and not built_for_avx512():
+    return 'onednn'
+  return 'kernel' if uses_kernel(features, dtype) else None
 
 
 def onednn_upconv2x2(x: jax.Array, kernel: jax.Array, compute_dtype=None) -> jax.Array:

@@ -2,17 +2,19 @@
 
 `Conv` for `nn.Conv` (stride 1, SAME): the stages' 3x3 convolutions on
 oneDNN and this project's XLA:CPU kernels where built (`ffi.conv3x3_plan`:
-oneDNN's forward and input gradient, our weight gradient on AMD's CPUs and
-oneDNN's on others), else XLA's; a
+oneDNN's forward and input gradient, our weight gradient on AMD's CPUs with
+AVX-512 and oneDNN's elsewhere), else XLA's; a
 1x1 convolution (the class head) as a matrix product: XLA:CPU computes
 `nn.Conv`'s kernel gradient as a 256x256-window convolution of a transposed
 copy of the input (50 ms of the paper model's step at batch 4).
 
-`ConvTranspose` for `nn.ConvTranspose` with a 2x2 kernel and stride 2: the
-CPU kernel where it fits (float32; in bfloat16 oneDNN's), else one matrix
-product. In float32 our kernel stays: oneDNN's took 63 ms where ours took 57 on
-an AMD EPYC, 48 against 50 on an Intel Xeon (the paper model's four, forward and
-backward, batch 4; docs/performance.md). XLA:CPU lowers
+`ConvTranspose` for `nn.ConvTranspose` with a 2x2 kernel and stride 2 (who
+computes it: `ffi.upconv2x2_plan`): the CPU kernel where it fits (float32; in
+bfloat16 oneDNN's), else one matrix product. In float32 our kernel stays where
+it was built for AVX-512: oneDNN's took 63 ms where ours took 57 on an AMD EPYC,
+48 against 50 on an Intel Xeon (the paper model's four, forward and backward,
+batch 4; docs/performance.md); built for AVX2 alone, ours took 14x oneDNN's, so
+there oneDNN computes float32 too. XLA:CPU lowers
 `nn.ConvTranspose` to a convolution of the zero-dilated input, which took about
 a third of the paper model's training step on our 2-core CPU
 (docs/performance.md). Each input pixel of a 2x2 stride-2 transposed
@@ -101,7 +103,7 @@ class ConvTranspose(nn.Module):
       bfloat16 in a float32 layer: oneDNN's bfloat16 transposed convolution
       with float32 inputs and outputs (`LAYERS_HALF`), where oneDNN computes
       bfloat16 on this CPU; elsewhere the layer's `dtype`.
-    kernels: use the C++ kernel (float32) or oneDNN (bfloat16) where it fits
+    kernels: use the C++ kernel or oneDNN where `ffi.upconv2x2_plan` says
       (False: one matrix product).
   """
   features: int
@@ -121,9 +123,15 @@ class ConvTranspose(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (2, 2, c, o), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (o,), jnp.float32)
     x, kernel, bias = dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    if self.kernels and ffi.onednn_upconv2x2_fits(self.conv_dtype or x.dtype):
-      return ffi.onednn_upconv2x2(x, kernel, jnp.bfloat16) + bias
-    if self.kernels and ffi.uses_kernel(o, x.dtype):
+    plan, multiply = None, jnp.dtype(self.conv_dtype or x.dtype)
+    if self.kernels:
+      plan = ffi.upconv2x2_plan(o, multiply)
+      if plan is None and multiply != x.dtype:  # no bfloat16 on this CPU: the layer's dtype
+        multiply = x.dtype
+        plan = ffi.upconv2x2_plan(o, multiply)
+    if plan == 'onednn':
+      return ffi.onednn_upconv2x2(x, kernel, multiply) + bias
+    if plan == 'kernel':
       return ffi.upconv2x2(x, kernel) + bias
     # nn.ConvTranspose (SAME padding, transpose_kernel=False) gives output offset (a, b) of each
     # 2x2 block the tap kernel[1 - a, 1 - b].
