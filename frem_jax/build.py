@@ -3,6 +3,7 @@
 import functools
 from typing import Optional
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -55,6 +56,14 @@ def precision(config: ml_collections.ConfigDict) -> str:
   return 'bfloat16 convolutions' if cpu_half_precision(config) else 'bfloat16'
 
 
+@functools.lru_cache(maxsize=None)  # once per process: a search builds many models
+def _warn_half_precision_without_bfloat16() -> None:
+  logging.warning('half_precision=True on this CPU computes bfloat16 on XLA: the CPU has no bfloat16 '
+                  'arithmetic that oneDNN uses (AVX-512 or AVX2-VNNI-2), and training ran at half the '
+                  'speed of float32 or less on such a CPU (docs/performance.md); leave half_precision '
+                  'off here')
+
+
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
                 axis_name: Optional[str] = None) -> UNetSE:
   """The U-Net+SE described by `config.model` (with the SuperVision head if enabled).
@@ -70,6 +79,8 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   m = config.model
   layers = {}
   dtype = compute_dtype(config)
+  if config.half_precision and jax.default_backend() == 'cpu' and not ffi.onednn_bfloat16_available():
+    _warn_half_precision_without_bfloat16()
   if uses_cpu_layers(m.layers):
     malloc.warn_if_untuned()
     layers = cpu_layers.LAYERS

@@ -18,7 +18,8 @@ of:
   kernel       frem_jax.cpu.ffi.conv3x3 (the project's hand-written kernels)
   onednn       frem_jax.cpu.ffi.onednn_conv3x3, float32
   auto         the layers' default plan: oneDNN's forward and input gradient, our weight gradient
-               on AMD's CPUs (elsewhere oneDNN's: the same as onednn)
+               on AMD's CPUs where our kernels were built for AVX-512 (elsewhere oneDNN's: the
+               same as onednn)
   onednn_bf16  oneDNN in bfloat16: bf16 activations in and out, float32 kernel cast
                inside, kernel gradient summed in float32
   xla_bf16     XLA's convolution of bf16 activations and a bf16 kernel

@@ -252,3 +252,25 @@ def test_population_members_share_one_precision():
 def test_a_sweeps_trials_keep_its_precision():
   trial = search_space.trial_config(tiny_config(half_precision=True), 'frem', {'num_selected': 3, 'factor': 7.0})
   assert trial.half_precision is True and trial.frem.factor == 7.0
+
+
+def test_half_precision_on_a_cpu_without_bfloat16_warns_once_that_float32_is_faster(monkeypatch, caplog):
+  monkeypatch.setattr(cpu_ffi, 'onednn_bfloat16_available', lambda: False)
+  build._warn_half_precision_without_bfloat16.cache_clear()  # pylint: disable=protected-access
+  try:
+    with caplog.at_level('WARNING'):
+      for _ in range(2):
+        build.build_model(tiny_config(half_precision=True), 3)
+      build.build_model(tiny_config(), 3)
+    warned = [r.getMessage() for r in caplog.records if 'half_precision=True on this CPU' in r.getMessage()]
+    assert len(warned) == 1 and 'leave half_precision off here' in warned[0], warned
+  finally:
+    build._warn_half_precision_without_bfloat16.cache_clear()  # pylint: disable=protected-access
+
+
+def test_float32_on_a_cpu_without_bfloat16_says_nothing_about_half_precision(monkeypatch, caplog):
+  monkeypatch.setattr(cpu_ffi, 'onednn_bfloat16_available', lambda: False)
+  build._warn_half_precision_without_bfloat16.cache_clear()  # pylint: disable=protected-access
+  with caplog.at_level('WARNING'):
+    build.build_model(tiny_config(), 3)
+  assert not [r for r in caplog.records if 'half_precision' in r.getMessage()]
