@@ -14,9 +14,9 @@ import collections
 import glob
 import json
 import os
+import shutil
 import sys
 
-import jax.monitoring
 import pytest
 
 FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.pytest_cache',
@@ -37,6 +37,11 @@ def _listener(event, duration, **_):
 
 def pytest_configure(config):
   del config
+  if 'PYTEST_XDIST_WORKER' not in os.environ:  # the run's first process: a profile of this run only
+    shutil.rmtree(FOLDER, ignore_errors=True)
+  # Imported here, after tests/conftest.py has set the suite's JAX_* variables: JAX reads them
+  # when it is first imported, and a plugin importing it earlier would run without the cache.
+  import jax.monitoring  # pylint: disable=g-import-not-at-top
   jax.monitoring.register_event_duration_secs_listener(_listener)
 
 
