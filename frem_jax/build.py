@@ -58,10 +58,14 @@ def precision(config: ml_collections.ConfigDict) -> str:
 
 @functools.lru_cache(maxsize=None)  # once per process: a search builds many models
 def _warn_half_precision_without_bfloat16() -> None:
-  logging.warning('half_precision=True on this CPU computes bfloat16 on XLA: the CPU has no bfloat16 '
-                  'arithmetic that oneDNN uses (AVX-512 or AVX2-VNNI-2), and training ran at half the '
-                  'speed of float32 or less on such a CPU (docs/performance.md); leave half_precision '
-                  'off here')
+  if not ffi.onednn_available():
+    logging.warning("half_precision=True computes bfloat16 throughout on XLA here, as oneDNN is not "
+                    "installed: no faster than float32 on the CPUs measured (docs/performance.md); "
+                    "install it (pip install -e '.[onednn]') or leave half_precision off")
+  else:
+    logging.warning('half_precision=True computes bfloat16 on XLA here: this CPU has no bfloat16 '
+                    'arithmetic that oneDNN uses (AVX-512 or AVX2-VNNI-2), and on such a CPU training '
+                    "ran at 37-53 % of float32's speed (docs/performance.md); leave half_precision off here")
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int,

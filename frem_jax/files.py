@@ -6,7 +6,7 @@ import tempfile
 from typing import Any, BinaryIO, Callable
 
 # write_atomic's temporary files are named '.NAME.RANDOM.tmp'.
-_TEMPORARY_SUFFIX = '.tmp'
+_TEMPORARY_PREFIX, _TEMPORARY_SUFFIX = '.', '.tmp'
 
 
 def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
@@ -16,7 +16,8 @@ def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
   """
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix=_TEMPORARY_SUFFIX)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=_TEMPORARY_PREFIX + os.path.basename(path) + '.',
+                             suffix=_TEMPORARY_SUFFIX)
   try:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     with os.fdopen(fd, 'wb') as f:
@@ -36,7 +37,7 @@ def is_temporary(name: str) -> bool:
   A process killed while writing (a sweep's worker, say) leaves one behind;
   it holds nothing that was ever in place, so a folder with only these is empty.
   """
-  return name.startswith('.') and name.endswith(_TEMPORARY_SUFFIX)
+  return name.startswith(_TEMPORARY_PREFIX) and name.endswith(_TEMPORARY_SUFFIX)
 
 
 def save_figure_atomic(fig, path: str) -> str:

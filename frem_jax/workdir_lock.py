@@ -36,6 +36,10 @@ _HELD: dict = {}
 _HELD_GUARD = threading.Lock()
 
 
+class FolderInUse(UserError):
+  """Another process holds the folder's lock (its message names it)."""
+
+
 def holder(folder: str) -> str:
   """Who holds (or last held) the lock of `folder`, as 'process N on host H (since T)', read from its file."""
   try:
@@ -85,7 +89,7 @@ def _lock(folder: str, flag: str, wait: bool, read_only_ok: bool):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except BlockingIOError:
         if not wait:
-          raise UserError(f'{flag}={folder} is in use by {holder(folder)}; wait for it to finish, '
+          raise FolderInUse(f'{flag}={folder} is in use by {holder(folder)}; wait for it to finish, '
                           'or use another folder') from None
         if not waited:
           logging.warning('%s is in use by %s; waiting for it to finish', folder, holder(folder))

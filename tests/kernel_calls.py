@@ -4,6 +4,7 @@ import re
 
 from frem_jax.cpu import ffi
 
+
 def _up(train: bool) -> set:
   """The 2x2 up-conv's targets: ours, or oneDNN's where `ffi.upconv2x2_plan` puts float32 there."""
   if ffi.upconv2x2_plan(32, 'float32') == 'onednn':

@@ -115,7 +115,7 @@ def test_onednn_forward_and_gradients_equal_xla(shape):
 @needs_onednn
 @pytest.mark.parametrize('shape', [SHAPES[0], SHAPES[1], SHAPES[3]])
 def test_mixed_plan_equals_xla(shape):
-  # The layers' default on AMD's CPUs: oneDNN's forward and input gradient, our kernels' weight gradient.
+  # The layers' default on AMD's CPUs with AVX-512: oneDNN's forward and input gradient, our kernels' weight gradient.
   plan = cpu_conv.Plan('onednn', 'onednn', 'kernel')
   _assert_same_values_and_gradients(lambda a, b: cpu_conv.planned_conv3x3(a, b, plan),
                                     _xla_reference, 0, shape, 3, 1)
@@ -164,7 +164,7 @@ def test_upconv_forward_and_gradients_equal_conv_transpose(shape):
 @needs_onednn
 @pytest.mark.parametrize('shape', [UP_SHAPES[0], UP_SHAPES[2], UP_SHAPES[3]])
 def test_onednn_upconv_forward_and_gradients_equal_conv_transpose(shape):
-  # oneDNN takes any channel counts (UP_SHAPES[2]: 5 -> 48); float32 here (benchmarks and tests).
+  # oneDNN takes any channel counts (UP_SHAPES[2]: 5 -> 48); float32 as the layers use it without AVX-512.
   transpose = nn.ConvTranspose(shape[4], (2, 2), strides=(2, 2), use_bias=False,
                                precision='highest')
   reference = lambda a, b: transpose.apply({'params': {'kernel': b}}, a)
@@ -195,7 +195,9 @@ def test_onednn_bfloat16_upconv_is_close_to_float32_and_used_by_half_precision()
   assert _relative_error(got, want) == 0.0
 
 
-def test_upconv_module_matches_flax_conv_transpose():
+@pytest.mark.parametrize('avx512', [True, False])  # ours where built for it, else oneDNN's where built
+def test_upconv_module_matches_flax_conv_transpose(avx512, monkeypatch):
+  monkeypatch.setattr(cpu_conv, 'built_for_avx512', lambda: avx512)
   x = jax.random.normal(jax.random.key(7), (2, 8, 8, 64))
   reference = nn.ConvTranspose(32, (2, 2), strides=(2, 2))
   params = reference.init(jax.random.key(8), x)
@@ -203,6 +205,10 @@ def test_upconv_module_matches_flax_conv_transpose():
   for kernels in (True, False):
     ours = ConvTranspose(32, (2, 2), strides=(2, 2), kernels=kernels)
     assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
+  # bfloat16 asked for where oneDNN does not compute it: the layer's float32 plan.
+  monkeypatch.setattr(cpu_conv, 'onednn_bfloat16_available', lambda: False)
+  half = ConvTranspose(32, (2, 2), strides=(2, 2), conv_dtype=jnp.bfloat16)
+  assert _relative_error(half.apply(params, x), reference.apply(params, x)) < 1e-5
 
 
 @needs_onednn
@@ -259,7 +265,7 @@ def test_layer_choice(monkeypatch):
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
     assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'kernel', 'kernel')
     assert plan(3, 8, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
-    # Kernels built without AVX-512 (an AVX2 CPU: 11-20x slower than oneDNN): oneDNN's throughout,
+    # Kernels built without AVX-512 (an AVX2 CPU: 11-21x slower than oneDNN): oneDNN's throughout,
     # unless asked for ours by name.
     monkeypatch.setattr(cpu_conv, 'built_for_avx512', lambda: False)
     for vendor in ('AuthenticAMD', 'GenuineIntel'):
@@ -289,9 +295,7 @@ def test_layer_choice(monkeypatch):
 @pytest.mark.skipif(not cpu_conv.available() or 'FREM_JAX_CPU_FLAGS' in os.environ,
                     reason='needs the kernels built with -march=native (the default)')
 def test_kernels_say_whether_they_were_built_for_avx512():
-  with open('/proc/cpuinfo') as f:
-    flags = next(line for line in f if line.startswith('flags')).split()
-  assert cpu_conv.built_for_avx512() == ('avx512f' in flags)
+  assert cpu_conv.built_for_avx512() == ('avx512f' in _cpu_flags())
 
 
 def test_cpu_vendor_is_read_from_proc_cpuinfo(monkeypatch):

@@ -262,8 +262,10 @@ def test_half_precision_on_a_cpu_without_bfloat16_warns_once_that_float32_is_fas
       for _ in range(2):
         build.build_model(tiny_config(half_precision=True), 3)
       build.build_model(tiny_config(), 3)
-    warned = [r.getMessage() for r in caplog.records if 'half_precision=True on this CPU' in r.getMessage()]
-    assert len(warned) == 1 and 'leave half_precision off here' in warned[0], warned
+    warned = [r.getMessage() for r in caplog.records if 'half_precision=True computes' in r.getMessage()]
+    assert len(warned) == 1 and 'leave half_precision off' in warned[0], warned
+    if cpu_ffi.onednn_available():
+      assert "37-53 % of float32's speed" in warned[0] and 'no bfloat16 arithmetic' in warned[0]
   finally:
     build._warn_half_precision_without_bfloat16.cache_clear()  # pylint: disable=protected-access
 
@@ -274,3 +276,16 @@ def test_float32_on_a_cpu_without_bfloat16_says_nothing_about_half_precision(mon
   with caplog.at_level('WARNING'):
     build.build_model(tiny_config(), 3)
   assert not [r for r in caplog.records if 'half_precision' in r.getMessage()]
+
+
+def test_half_precision_without_onednn_says_to_install_it(monkeypatch, caplog):
+  monkeypatch.setattr(cpu_ffi, 'onednn_bfloat16_available', lambda: False)
+  monkeypatch.setattr(cpu_ffi, 'onednn_available', lambda: False)
+  build._warn_half_precision_without_bfloat16.cache_clear()  # pylint: disable=protected-access
+  try:
+    with caplog.at_level('WARNING'):
+      build.build_model(tiny_config(half_precision=True), 3)
+    warned = [r.getMessage() for r in caplog.records if 'half_precision=True computes' in r.getMessage()]
+    assert len(warned) == 1 and "as oneDNN is not installed" in warned[0] and ".[onednn]" in warned[0], warned
+  finally:
+    build._warn_half_precision_without_bfloat16.cache_clear()  # pylint: disable=protected-access

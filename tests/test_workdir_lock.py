@@ -229,3 +229,26 @@ def test_a_file_system_without_flock_is_named_or_opted_out(tmp_path, monkeypatch
   monkeypatch.setenv('FREM_JAX_NO_LOCK', '1')
   with workdir_lock.hold(folder):
     pass  # unguarded, as asked
+
+
+def test_a_ray_trial_waits_for_a_killed_sweeps_worker_then_gives_up_naming_the_holder(tmp_path):
+  from frem_jax.search import ray_tune  # pylint: disable=g-import-not-at-top  (no Ray needed here)
+  folder = tmp_path / 'trial_001'
+  hold = ('import sys, time; from frem_jax import workdir_lock\n'
+          f'with workdir_lock.hold({str(folder)!r}):\n'
+          '  print("held", flush=True); time.sleep(float(sys.argv[1]))')
+  # A worker that lets go after 2 s is waited for.
+  proc = subprocess.Popen([sys.executable, '-c', hold, '2'], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  assert proc.stdout.readline().strip() == 'held'
+  start = time.monotonic()
+  ray_tune._wait_for_a_killed_sweeps_worker(str(folder), seconds=60)  # pylint: disable=protected-access
+  assert proc.wait() == 0 and time.monotonic() - start < 60
+  # One that holds on past the wait: its 'in use' error, naming it.
+  proc = subprocess.Popen([sys.executable, '-c', hold, '30'], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  try:
+    assert proc.stdout.readline().strip() == 'held'
+    with pytest.raises(UserError, match=rf'trial_001 is in use by process {proc.pid} on host'):
+      ray_tune._wait_for_a_killed_sweeps_worker(str(folder), seconds=1)  # pylint: disable=protected-access
+  finally:
+    proc.kill()
+    proc.wait()

@@ -7,7 +7,8 @@ alone, also in bfloat16). XLA:CPU's own convolution is slow on the U-Net's
 narrow high-resolution layers (32 and 64 channels at 256² and 128²).
 `upconv2x2`: the decoder's 2x2 stride-2 transposed convolution, whose
 gradient XLA computes through large transposes (docs/performance.md);
-`onednn_upconv2x2` oneDNN's, used in bfloat16 (ours was faster in float32).
+`onednn_upconv2x2` oneDNN's, used in bfloat16, and in float32 where our
+kernels were not built for AVX-512 (`upconv2x2_plan`).
 
 They are called through the XLA FFI inside the jitted step; on GPU and TPU,
 or where neither was built, the layers use XLA's operations.
@@ -20,6 +21,7 @@ import importlib.util
 import os
 from typing import NamedTuple, Optional
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 
@@ -60,18 +62,25 @@ def available() -> bool:
   return compat.load_cpu_kernels(register)  # False, said once, where this jaxlib refuses them
 
 
-@functools.lru_cache(maxsize=None)
 def built_for_avx512() -> bool:
   """Whether the kernels are available and were built for AVX-512, the vector registers their tiles were written for.
 
   Built for AVX2 alone (`-march=native` on a CPU without AVX-512) they spill
-  registers in every tile: 11-20x slower than oneDNN's convolutions on an AMD
+  registers in every tile: 11-21x slower than oneDNN's convolutions on an AMD
   EPYC (Zen 3), part by part (docs/performance.md). The 'auto' plans then
   leave them out where oneDNN is built (`conv3x3_plan`, `upconv2x2_plan`).
   """
-  if not available():
+  return available() and _library_built_for_avx512()
+
+
+@functools.lru_cache(maxsize=None)
+def _library_built_for_avx512() -> bool:
+  library = ctypes.CDLL(importlib.util.find_spec(_LIBRARY).origin)
+  if not hasattr(library, 'FremKernelsAvx512'):  # built before it existed: its tiles unknown
+    logging.warning('frem_jax: the CPU kernels were built by an older frem_jax; oneDNN is used instead '
+                    "where installed (reinstall frem_jax, pip install -e '.[onednn]', to rebuild them)")
     return False
-  return bool(ctypes.CDLL(importlib.util.find_spec(_LIBRARY).origin).FremKernelsAvx512())
+  return bool(library.FremKernelsAvx512())
 
 
 def fits(features: int, dtype) -> bool:
@@ -273,9 +282,10 @@ def onednn_conv3x3(x: jax.Array, kernel: jax.Array, compute_dtype=None) -> jax.A
 # Xeon with AMX; oneDNN 3.2's float32 weight gradient (its `jit:avx512_core` kernel on both) took
 # 21-33 % more than ours on the EPYC but 29 % less on the Xeon (298 against 419 ms; train step 1.10
 # against 1.22 s). So our weight gradient is kept on AMD's CPUs with AVX-512 alone (Zen 4 and 5:
-# 562 against 616 ms on Zen 4). On an AMD EPYC without AVX-512 (Zen 3, AVX2) our kernels took
-# 11-20x oneDNN's time in every part (weight gradient 4003 against 349 ms), so there, and on any
-# CPU the kernels were not built for AVX-512 (`built_for_avx512`), every part is oneDNN's.
+# 562 against 616 ms on Zen 4, the paper model's widths). On an AMD EPYC without AVX-512 (Zen 3,
+# AVX2) our kernels took 11-21x oneDNN's time in every part (weight gradient 4003 against 349 ms,
+# widths 16-512), so there, and on any CPU the kernels were not built for AVX-512
+# (`built_for_avx512`), every part is oneDNN's where oneDNN is installed.
 IMPLEMENTATIONS = ('auto', 'onednn', 'kernel', 'xla', 'onednn_bf16')
 KERNEL_WEIGHT_GRAD_VENDORS = ('AuthenticAMD',)
 
@@ -367,8 +377,9 @@ def upconv2x2_plan(features: int, dtype) -> Optional[str]:
 
   'onednn' (`onednn_upconv2x2` in `dtype`): bfloat16 where oneDNN computes it,
   and float32 where our kernels were not built for AVX-512 (there ours took
-  524 ms forward and backward against oneDNN's 37 ms, the paper model's four
-  at batch 4 on an AMD EPYC Zen 3); 'kernel' (`upconv2x2`): float32 where it
+  524 ms forward and backward against oneDNN's 37 ms, the decoder's four
+  at batch 4, widths 16-512, on an AMD EPYC Zen 3; also where our kernels are
+  not built at all); 'kernel' (`upconv2x2`): float32 where it
   fits (with AVX-512 ours took 57 ms against oneDNN's 63 on an AMD EPYC, 50
   against 48 on an Intel Xeon); None: neither (the layer's matrix product).
   """

@@ -14,7 +14,7 @@ bfloat16 oneDNN's), else one matrix product. In float32 our kernel stays where
 it was built for AVX-512: oneDNN's took 63 ms where ours took 57 on an AMD EPYC,
 48 against 50 on an Intel Xeon (the paper model's four, forward and backward,
 batch 4; docs/performance.md); built for AVX2 alone, ours took 14x oneDNN's, so
-there oneDNN computes float32 too. XLA:CPU lowers
+there, where oneDNN is installed, oneDNN computes float32 too. XLA:CPU lowers
 `nn.ConvTranspose` to a convolution of the zero-dilated input, which took about
 a third of the paper model's training step on our 2-core CPU
 (docs/performance.md). Each input pixel of a 2x2 stride-2 transposed
@@ -131,7 +131,7 @@ class ConvTranspose(nn.Module):
         plan = ffi.upconv2x2_plan(o, multiply)
     if plan == 'onednn':
       return ffi.onednn_upconv2x2(x, kernel, multiply) + bias
-    if plan == 'kernel':
+    if plan == 'kernel' and x.dtype == jnp.float32:  # our kernel takes float32 in and out
       return ffi.upconv2x2(x, kernel) + bias
     # nn.ConvTranspose (SAME padding, transpose_kernel=False) gives output offset (a, b) of each
     # 2x2 block the tap kernel[1 - a, 1 - b].

@@ -138,6 +138,24 @@ def _set_aside_abandoned(trial_dir: str, trial: ml_collections.ConfigDict) -> No
     os.rename(trial_dir, f'{trial_dir}.abandoned{k}')
 
 
+def _wait_for_a_killed_sweeps_worker(trial_dir: str, seconds: float = 120.0) -> None:
+  """Waits up to `seconds` while another process holds `trial_dir`, then lets its 'in use' error through.
+
+  A killed sweep's worker of this trial may still be alive for a moment (Ray
+  stops a dead driver's workers shortly after it): a restored trial waits it
+  out rather than fail as 'in use'; one held for longer is the user's to see.
+  """
+  deadline = time.monotonic() + seconds
+  while True:
+    try:
+      with workdir_lock.hold(trial_dir):
+        return
+    except workdir_lock.FolderInUse:
+      if time.monotonic() > deadline:
+        raise
+      time.sleep(0.5)
+
+
 def trainable(params: dict, base: ml_collections.ConfigDict, workdir: str, space: str,
               rungs: tuple, all_devices: bool) -> None:
   """One trial in a Ray worker: `train.train_and_evaluate` in DIR/trial_NNN, reporting every epoch to Tune."""
@@ -154,10 +172,7 @@ def trainable(params: dict, base: ml_collections.ConfigDict, workdir: str, space
   trial_dir = os.path.join(workdir, name)
   values = search_space.plain_values(params)
   trial = search_space.trial_config(base, space, values)
-  # A killed sweep's worker of this trial may still be alive for a moment (Ray stops a dead
-  # driver's workers shortly after it): wait it out rather than fail the trial as 'in use'.
-  with workdir_lock.hold(trial_dir, wait=True):
-    pass
+  _wait_for_a_killed_sweeps_worker(trial_dir)
   _set_aside_abandoned(trial_dir, trial)
   # Ray makes visible only the GPUs it gave this trial; on CPU a trial is one device.
   devices = jax.local_devices() if all_devices else jax.local_devices()[:1]

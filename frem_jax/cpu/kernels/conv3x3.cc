@@ -279,7 +279,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3WeightGrad, Conv3x3WeightGrad, TwoArray
 
 // 1 where these kernels were built for AVX-512, else 0. Their register tiles (24 accumulators of
 // 16 floats) were written for AVX-512's 32 vector registers; built for AVX2 (16 registers of 8
-// floats) every tile spills, and they ran 11-20x slower than oneDNN's convolutions (AMD EPYC Zen 3,
+// floats) every tile spills, and they ran 11-21x slower than oneDNN's convolutions (AMD EPYC Zen 3,
 // docs/performance.md), so `ffi` plans them only where this is 1.
 extern "C" int FremKernelsAvx512() {
 #ifdef __AVX512F__
