@@ -63,20 +63,43 @@ def adam(learning_rate: float) -> optax.GradientTransformation:
   return optax.adam(learning_rate)
 
 
+# XLA:CPU spends most of an initialiser's compile optimising the ~150 per-parameter threefry
+# samplers it runs once: 21.5 s for the paper's model and 26-28 s for the tests' tiny one at the
+# default level 2, 7.9 s and 3.9 s at level 1, with bit-equal parameters (AMD EPYC Zen 3, jax
+# 0.10.2, 2026-12-07; tests/test_unet.py checks the values). Level 0 changes them. Other backends
+# keep their defaults (not measured there).
+CPU_INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 1}
+
+
+def _init(model: nn.Module, image_shape: tuple, key: jax.Array) -> dict:
+  return model.init({'params': key}, jnp.zeros((1,) + image_shape), train=False)
+
+
 @functools.lru_cache(maxsize=None)
 def _jit_init(model: nn.Module, image_shape: tuple):
   # One compiled initialiser per architecture: a sweep's trials (and halving's rungs) share it.
-  return jax.jit(lambda k: model.init({'params': k}, jnp.zeros((1,) + image_shape), train=False))
+  options = CPU_INIT_COMPILER_OPTIONS if jax.default_backend() == 'cpu' else None
+  return jax.jit(functools.partial(_init, model, image_shape), compiler_options=options)
+
+
+def _train_state(model: nn.Module, variables: dict, learning_rate: float) -> TrainState:
+  state = TrainState.create(apply_fn=model.apply, params=variables['params'],
+                            batch_stats=variables['batch_stats'], tx=adam(learning_rate))
+  # A strongly typed step counter: a weakly typed Python 0 would recompile the second step.
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def create_train_state(model: nn.Module, key: jax.Array, image_shape: tuple,
                        learning_rate: float) -> TrainState:
   """Initialises parameters and statistics for images of `image_shape` [H, W, C] and Adam."""
-  variables = _jit_init(model, tuple(image_shape))(key)
-  state = TrainState.create(apply_fn=model.apply, params=variables['params'],
-                            batch_stats=variables['batch_stats'], tx=adam(learning_rate))
-  # A strongly typed step counter: a weakly typed Python 0 would recompile the second step.
-  return state.replace(step=jnp.zeros((), jnp.int32))
+  return _train_state(model, _jit_init(model, tuple(image_shape))(key), learning_rate)
+
+
+def train_state_shapes(model: nn.Module, key: jax.Array, image_shape: tuple,
+                       learning_rate: float) -> TrainState:
+  """`create_train_state`'s result as shapes and dtypes, compiling nothing (a checkpoint's template)."""
+  return jax.eval_shape(
+      lambda k: _train_state(model, _init(model, tuple(image_shape), k), learning_rate), key)
 
 
 def train_step(state: TrainState, batch: dict, hparams: Hyperparams, frem_key: jax.Array, *,

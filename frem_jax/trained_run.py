@@ -169,8 +169,7 @@ def _template(config: ml_collections.ConfigDict, model, image_shape: tuple) -> s
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      jax.eval_shape(lambda: steps.create_train_state(model, randomness.run_key(config.seed), image_shape,
-                                                      config.learning_rate)))
+      steps.train_state_shapes(model, randomness.run_key(config.seed), image_shape, config.learning_rate))
 
 
 def _check_stored_shapes(template, stored: dict, workdir: str, step: int) -> None:

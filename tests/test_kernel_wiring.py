@@ -17,7 +17,7 @@ def lowered_steps(layers):
   """The training loop's train step (data on the device) and inference, lowered for a 16-multiple model."""
   config = tiny_config(**{'model.features': (16, 16, 32), 'model.layers': layers})
   model = build.build_model(config, 3)
-  state = jax.eval_shape(lambda: steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3))
+  state = steps.train_state_shapes(model, randomness.run_key(0), (32, 32, 1), 1e-3)
   images = jax.ShapeDtypeStruct((8, 32, 32, 1), np.float32)
   masks = jax.ShapeDtypeStruct((8, 32, 32), np.int32)
   idx = jax.ShapeDtypeStruct((4,), np.int32)

@@ -1,5 +1,6 @@
 """The paper's Table 1 (FREM at test), Table 4 (fixed channels) and Figs. 3/9 (feature statistics)."""
 
+import functools
 import json
 
 import jax
@@ -44,10 +45,11 @@ def test_eval_sums_match_numpy_and_leave_padding_out():
   weight = np.ones((3, 32, 32), np.float32)
   weight[2] = 0  # a padding image
   hp = steps.make_hyperparams(5, 20.0, 0.0)
-  sums = steps.eval_sums_step(state, {'image': images, 'mask': masks, 'weight': jnp.asarray(weight)},
-                              hp, jax.random.key(3), num_classes=3)
-  _, inter = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, images[:2],
-                         train=False, mutable=['intermediates'])
+  # Jitted as training runs them: unjitted, each of the model's operations compiles alone (~30 s).
+  sums = jax.jit(functools.partial(steps.eval_sums_step, num_classes=3))(
+      state, {'image': images, 'mask': masks, 'weight': jnp.asarray(weight)}, hp, jax.random.key(3))
+  _, inter = jax.jit(functools.partial(model.apply, train=False, mutable=['intermediates']))(
+      {'params': state.params, 'batch_stats': state.batch_stats}, images[:2])
   deepest = np.asarray(inter['intermediates']['deepest_features'][0])  # [2, 8, 8, 16]
   skip = np.asarray(inter['intermediates']['first_skip_features'][0])  # [2, 16, 16, 8]
   assert (deepest >= 0).all() and (skip >= 0).all()  # after ReLU (and SE)
