@@ -63,11 +63,11 @@ def adam(learning_rate: float) -> optax.GradientTransformation:
   return optax.adam(learning_rate)
 
 
-# XLA:CPU spends most of an initialiser's compile optimising the ~150 per-parameter threefry
-# samplers it runs once: 21.5 s for the paper's model and 26-28 s for the tests' tiny one at the
-# default level 2, 7.9 s and 3.9 s at level 1, with bit-equal parameters (AMD EPYC Zen 3, jax
-# 0.10.2, 2026-12-07; tests/test_unet.py checks the values). Level 0 changes them. Other backends
-# keep their defaults (not measured there).
+# The initialiser runs once, yet XLA:CPU optimises its per-parameter samplers at length: the
+# paper's model compiled in 11.3 s at the default level 2 and 8.1 s at level 1 with the runs' rbg
+# keys, 21.5 and 7.9 s with jax's default threefry keys (the tiny test model: 5.0 -> 4.3 s and
+# ~26 -> ~4 s), with bit-equal parameters (AMD EPYC Zen 3, jax 0.10.2, 2026-12-07;
+# tests/test_unet.py checks them). Level 0 changes them. Other backends keep their defaults.
 CPU_INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 1}
 
 

@@ -147,18 +147,18 @@ def test_frem_costs_a_little_in_training():
   assert flops[True] > flops[False] > 0
 
 
-def test_initialiser_compiled_for_speed_draws_the_parameters_of_xlas_default():
+@pytest.mark.parametrize('impl', ['rbg', 'threefry2x32'])  # the runs' keys, and jax's default
+def test_initialiser_compiled_for_speed_draws_the_parameters_of_xlas_default(impl):
   """steps.CPU_INIT_COMPILER_OPTIONS (a cheaper XLA:CPU compile of the initialiser) changes no value.
 
   Every layer kind of the model (encoder, deepest stage, SE, renorm, up-convolution, decoder, both
   heads), the CPU wing's layers as `build` gives them, at widths small enough that XLA's default
-  compile takes seconds rather than the tiny model's ~25.
+  compile takes seconds.
   """
   model = build.build_model(tiny_config(**{'model.features': (2, 2), 'supervision.enabled': True}), 3)
-  init = lambda k: model.init({'params': k}, jnp.zeros((1, 8, 8, 1)), train=False)
-  default = jax.jit(init)(jax.random.key(3))
-  ours = steps.create_train_state(model, jax.random.key(3), (8, 8, 1), 1e-3)
+  key = jax.random.key(3, impl=impl)
+  default = jax.jit(lambda k: model.init({'params': k}, jnp.zeros((1, 8, 8, 1)), train=False))(key)
+  ours = steps.create_train_state(model, key, (8, 8, 1), 1e-3)
   assert len(jax.tree.leaves(default['params'])) == 36
-  for a, b in zip(jax.tree.leaves((default['params'], default['batch_stats'])),
-                  jax.tree.leaves((ours.params, ours.batch_stats))):
-    np.testing.assert_array_equal(a, b)
+  jax.tree.map(np.testing.assert_array_equal, default,
+               {'params': ours.params, 'batch_stats': ours.batch_stats})
