@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 from absl import logging
 
@@ -34,10 +35,6 @@ _UNSUPPORTED = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.E
 # realpath of a folder -> [fd of its lock file, count of `hold`s]: the locks this process holds.
 _HELD: dict = {}
 _HELD_GUARD = threading.Lock()
-
-
-class FolderInUse(UserError):
-  """Another process holds the folder's lock (its message names it)."""
 
 
 def holder(folder: str) -> str:
@@ -69,10 +66,16 @@ def _unsupported(folder: str, flag: str, error: OSError) -> UserError:
                    'to run without this guard (then never start two processes on one folder)')
 
 
-def _lock(folder: str, flag: str, wait: bool, read_only_ok: bool):
+def _in_use(folder: str, flag: str) -> UserError:
+  return UserError(f'{flag}={folder} is in use by {holder(folder)}; wait for it to finish, '
+                   'or use another folder')
+
+
+def _lock(folder: str, flag: str, wait, read_only_ok: bool):
   """Takes the lock of `folder` (created if missing): the fd of its lock file, locked (None: read-only)."""
   path = os.path.join(folder, workdir_lib.LOCK_FILE)
   waited = False
+  deadline = None if wait is True else time.monotonic() + float(wait)
   while True:
     try:
       os.makedirs(folder, exist_ok=True)
@@ -89,12 +92,14 @@ def _lock(folder: str, flag: str, wait: bool, read_only_ok: bool):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except BlockingIOError:
         if not wait:
-          raise FolderInUse(f'{flag}={folder} is in use by {holder(folder)}; wait for it to finish, '
-                          'or use another folder') from None
+          raise _in_use(folder, flag) from None
         if not waited:
           logging.warning('%s is in use by %s; waiting for it to finish', folder, holder(folder))
           waited = True
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if deadline is None:
+          fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+          _flock_before(fd, deadline, folder, flag)
     except OSError as e:
       empty = os.fstat(fd).st_size == 0
       os.close(fd)
@@ -116,6 +121,18 @@ def _lock(folder: str, flag: str, wait: bool, read_only_ok: bool):
     os.close(fd)
 
 
+def _flock_before(fd: int, deadline: float, folder: str, flag: str) -> None:
+  # flock has no timeout: poll until the holder lets go or the time is up.
+  while True:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      return
+    except BlockingIOError:
+      if time.monotonic() > deadline:
+        raise _in_use(folder, flag) from None
+      time.sleep(0.5)
+
+
 def _record_holder(fd: int) -> None:
   since = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')
   info = {'pid': os.getpid(), 'host': socket.gethostname(), 'since': since,
@@ -125,11 +142,12 @@ def _record_holder(fd: int) -> None:
 
 
 @contextlib.contextmanager
-def hold(folder: str, flag: str = '--workdir', wait: bool = False, read_only_ok: bool = False):
+def hold(folder: str, flag: str = '--workdir', wait=False, read_only_ok: bool = False):
   """Holds the exclusive lock of `folder` (creating the folder) for the `with` block.
 
-  Another process holding it raises UserError naming it (or, with `wait`, is
-  waited for, after one log line). With `read_only_ok`, a folder this process
+  Another process holding it raises UserError naming it; with
+  `wait` it is waited for, after one log line: for as long as it takes with
+  True, for at most that many seconds with a number. With `read_only_ok`, a folder this process
   cannot write to is used without the lock (a reader of prepared data cannot
   collide with a writer there). On release the lock file is removed, and so are
   the folders this call created if nothing else was written into them.

@@ -145,15 +145,8 @@ def _wait_for_a_killed_sweeps_worker(trial_dir: str, seconds: float = 120.0) -> 
   stops a dead driver's workers shortly after it): a restored trial waits it
   out rather than fail as 'in use'; one held for longer is the user's to see.
   """
-  deadline = time.monotonic() + seconds
-  while True:
-    try:
-      with workdir_lock.hold(trial_dir):
-        return
-    except workdir_lock.FolderInUse:
-      if time.monotonic() > deadline:
-        raise
-      time.sleep(0.5)
+  with workdir_lock.hold(trial_dir, wait=seconds):
+    pass
 
 
 def trainable(params: dict, base: ml_collections.ConfigDict, workdir: str, space: str,
