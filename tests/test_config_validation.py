@@ -16,7 +16,7 @@ BAD = [
     ({'frem.factor': -3.0}, r'frem.factor \(X\)=-3.0 must be > 0'),
     ({'supervision.weight': 1.5}, r'supervision.weight \(λ\)=1.5 must be in \[0, 1\]'),
     ({'supervision.weight': -0.1}, r'supervision.weight \(λ\)=-0.1 must be in \[0, 1\]'),
-    ({'dataset.image_size': 34}, r'dataset.image_size=34 is not divisible by 2\*\*2=4'),
+    ({'dataset.image_size': 34, 'model.features': (4, 8, 16)}, r'dataset.image_size=34 is not divisible by 2\*\*2=4'),
     ({'model.norm': 'layer_norm'}, r"model.norm='layer_norm' must be one of"),
     ({'frem.mode': 'sometimes'}, r"frem.mode='sometimes' must be one of"),
     ({'num_epochs': 0}, r'num_epochs=0 must be an integer >= 1'),

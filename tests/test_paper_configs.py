@@ -11,13 +11,13 @@ from frem_jax import train
 from frem_jax.config_validation import validate_config
 from tests.datasets.folders import write_folder
 from tests.datasets.test_drosophila_vnc import source_dir as drosophila_dir
-from tests.tiny import DATA_DIR
+from tests.tiny import DATA_DIR, FEATURES
 
 
 def shrink(config, **overrides):
   config.num_epochs = 2
   config.batch_size = 4
-  config.model.features = (4, 8, 16)
+  config.model.features = FEATURES
   config.model.renorm_warmup_steps = 4
   config.frem.num_selected = min(config.frem.num_selected, 16)
   config.dataset.data_dir = DATA_DIR

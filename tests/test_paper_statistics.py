@@ -15,7 +15,7 @@ from frem_jax import train
 from frem_jax.errors import UserError
 from frem_jax.model.unet import Enhancement, UNetSE, frem_channels
 from tests import recompute
-from tests.tiny import tiny_config
+from tests.tiny import FEATURES, tiny_config
 
 
 def read_jsonl(path):
@@ -38,7 +38,7 @@ def test_fixed_mode_enhances_the_same_channels_in_every_epoch_and_random_mode_do
 
 
 def test_eval_sums_match_numpy_and_leave_padding_out():
-  model = UNetSE(num_classes=3, features=(4, 8, 16), renorm_warmup_steps=4)
+  model = UNetSE(num_classes=3, features=FEATURES, renorm_warmup_steps=4)
   state = steps.create_train_state(model, jax.random.key(0), (32, 32, 1), 1e-3)
   images = jax.random.normal(jax.random.key(1), (3, 32, 32, 1))
   masks = jax.random.randint(jax.random.key(2), (3, 32, 32), 0, 3)
@@ -50,11 +50,11 @@ def test_eval_sums_match_numpy_and_leave_padding_out():
       state, {'image': images, 'mask': masks, 'weight': jnp.asarray(weight)}, hp, jax.random.key(3))
   _, inter = jax.jit(functools.partial(model.apply, train=False, mutable=['intermediates']))(
       {'params': state.params, 'batch_stats': state.batch_stats}, images[:2])
-  deepest = np.asarray(inter['intermediates']['deepest_features'][0])  # [2, 8, 8, 16]
-  skip = np.asarray(inter['intermediates']['first_skip_features'][0])  # [2, 16, 16, 8]
+  deepest = np.asarray(inter['intermediates']['deepest_features'][0])  # [2, 16, 16, 16]
+  skip = np.asarray(inter['intermediates']['first_skip_features'][0])  # [2, 32, 32, 8]
   assert (deepest >= 0).all() and (skip >= 0).all()  # after ReLU (and SE)
   np.testing.assert_allclose(sums['deepest_channel_sum'], deepest.sum((0, 1, 2)), rtol=1e-5)
-  assert float(sums['deepest_positions']) == 2 * 8 * 8
+  assert float(sums['deepest_positions']) == 2 * 16 * 16
   np.testing.assert_allclose(float(sums['skip_sum']), skip.sum(), rtol=1e-5)
   assert float(sums['skip_values']) == skip.size and float(sums['num_images']) == 2
   assert int(np.asarray(sums['confusion']).sum()) == 2 * 32 * 32

@@ -24,7 +24,7 @@ from frem_jax.cpu import benchmark
 from frem_jax.datasets import drosophila_vnc as dv
 from frem_jax.errors import UserError
 from tests.datasets.test_drosophila_vnc import source_dir
-from tests.tiny import DATA_DIR, tiny_config
+from tests.tiny import DATA_DIR, FEATURES, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -320,13 +320,13 @@ def test_a_bfloat16_run_resumes_only_where_it_computes_as_it_began(half_run, tmp
 
 @pytest.fixture(scope='module')
 def drosophila_run(tmp_path_factory):
-  """configs/drosophila.py at widths (4, 8, 16), 256² tiles, 1 epoch on 4 tiles per split."""
+  """configs/drosophila.py at widths tests.tiny.FEATURES, 256² tiles, 1 epoch on 4 tiles per split."""
   source = source_dir()
   config = drosophila.get_config()
   config.dataset.source_dir = source
   config.dataset.data_dir = DATA_DIR
   config.dataset.limit = 4
-  config.model.features = (4, 8, 16)
+  config.model.features = FEATURES
   config.num_epochs = 1
   config.eval_batch_size = 4
   workdir = str(tmp_path_factory.mktemp('dros') / 'run')

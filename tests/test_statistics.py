@@ -115,7 +115,7 @@ def test_eval_output_of_a_frem_model_moves_to_its_frem_off_batch_statistics():
     with_reestimated.append(np.asarray(logits({'params': state.params, 'batch_stats': reestimated}, images[idx])))
   off, with_trained, with_reestimated = map(np.concatenate, (off, with_trained, with_reestimated))
   # The first layer after FREM saw X-fold inputs: its trained variance is far above the FREM-off one.
-  layer = ('decoder1', 'norm0')
+  layer = (f'decoder{len(config.model.features) - 2}', 'norm0')
   assert np.mean(stats_at(trained, layer)['var']) > 10 * np.mean(stats_at(reestimated, layer)['var'])
   distance_trained = np.mean(np.abs(with_trained - off))
   distance_reestimated = np.mean(np.abs(with_reestimated - off))

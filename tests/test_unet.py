@@ -12,9 +12,8 @@ from frem_jax import randomness
 from frem_jax import steps
 from frem_jax.model import frem
 from frem_jax.model.unet import Enhancement, UNetSE, frem_channels
-from tests.tiny import tiny_config
+from tests.tiny import FEATURES, tiny_config
 
-TINY = (4, 8, 16)
 
 
 def count(tree):
@@ -42,7 +41,7 @@ def test_supervision_head_is_the_only_extra_parameters():
 
 @pytest.mark.parametrize('norm', ['batch_renorm', 'batch_norm'])
 def test_output_shapes(norm):
-  model = UNetSE(num_classes=3, features=TINY, norm=norm, supervision=True)
+  model = UNetSE(num_classes=3, features=FEATURES, norm=norm, supervision=True)
   x = jnp.ones((2, 32, 32, 1))
   variables = shapes(model, 32)
   out, _ = jax.eval_shape(lambda v: model.apply(v, x, train=True, mutable=['batch_stats']), variables)
@@ -53,7 +52,7 @@ def test_output_shapes(norm):
 
 
 def test_frem_enhances_b_channels_of_the_deepest_stage():
-  model = UNetSE(num_classes=3, features=TINY)
+  model = UNetSE(num_classes=3, features=FEATURES)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 1)).astype(np.float32))
   state = steps.create_train_state(model, jax.random.key(0, impl='rbg'), (16, 16, 1), 1e-3)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
@@ -122,8 +121,8 @@ def inference_programs(model, frem_at_test=False):
 def test_a_frem_model_infers_with_the_baselines_program():
   """The FREM run's inference has no FREM operation and costs the FLOPs of a baseline built without FREM."""
   frem_model = build.build_model(tiny_config(**{'model.layers': 'flax'}), 3)  # the baseline's layers
-  assert frem_model.features == TINY
-  baseline = UNetSE(num_classes=3, features=TINY, renorm_warmup_steps=4)  # by hand, not from a FREM config
+  assert frem_model.features == FEATURES
+  baseline = UNetSE(num_classes=3, features=FEATURES, renorm_warmup_steps=4)  # by hand, not from a FREM config
   frem_programs, base_programs = inference_programs(frem_model), inference_programs(baseline)
   for (frem_hlo, frem_flops), (base_hlo, base_flops) in zip(frem_programs, base_programs):
     assert frem_ops(frem_hlo) == frem_ops(base_hlo) == set()
@@ -135,7 +134,7 @@ def test_a_frem_model_infers_with_the_baselines_program():
 
 
 def test_frem_costs_a_little_in_training():
-  model = UNetSE(num_classes=3, features=TINY)
+  model = UNetSE(num_classes=3, features=FEATURES)
   state = steps.create_train_state(model, jax.random.key(0, impl='rbg'), (32, 32, 1), 1e-3)
   batch = {'image': jnp.zeros((2, 32, 32, 1)), 'mask': jnp.zeros((2, 32, 32), jnp.int32)}
   hp = steps.make_hyperparams(4, 10.0, 0.0)
