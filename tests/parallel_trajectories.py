@@ -17,7 +17,7 @@ from frem_jax import epochs
 from frem_jax import randomness
 from frem_jax import steps
 from tests.kernel_calls import kernel_calls
-from tests.tiny import DATA_DIR, tiny_config
+from tests.tiny import DATA_DIR, KERNEL_FEATURES, tiny_config
 
 # name: (parallelism, data_on_device, device counts); every 2-device run is compared with jit's
 # 1-device run (pmap on 1 device would only add a compile of the same arithmetic).
@@ -26,10 +26,10 @@ RUNS = {'jit': ('jit', False, (1, 2)), 'jit_on_device': ('jit', True, (2,)), 'pm
 
 def trajectory(parallelism: str, data_on_device: bool, num_devices: int, num_epochs: int = 3):
   """The losses and final statistics, and the kernels the step calls (lowered, not run again)."""
-  # Widths in multiples of 16: every conv and up-conv runs on the CPU kernels (custom calls,
-  # which the jit partitioner must handle too).
+  # KERNEL_FEATURES: every conv and up-conv runs on the CPU kernels (custom calls, which the jit
+  # partitioner must handle too).
   config = tiny_config(**{'model.norm': 'batch_renorm', 'model.renorm_warmup_steps': 2,
-                          'model.features': (16, 16, 32)})
+                          'model.features': KERNEL_FEATURES})
   data = datasets.load_dataset(config, DATA_DIR)
   axis = 'batch' if parallelism == 'pmap' else None
   model = build.build_model(config, data.num_classes, axis)

@@ -25,7 +25,7 @@ from frem_jax.model.unet import Enhancement
 from frem_jax.search import space as search_space
 from frem_jax.train import population
 from tests.kernel_calls import kernel_calls
-from tests.tiny import DATA_DIR, tiny_config
+from tests.tiny import DATA_DIR, KERNEL_FEATURES, tiny_config
 
 BF16 = jnp.bfloat16
 # bfloat16 keeps 8 significant bits: one rounding is off by at most 2^-8 of the value.
@@ -185,7 +185,7 @@ def test_cpu_wing_layers_take_bfloat16(layer, features, kernel_size):
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the kernels are XLA:CPU custom calls')
 def test_cpu_half_precision_multiplies_in_bfloat16_convolutions_in_a_float32_model():
-  config = half_config(**{'model.features': (16, 16, 32), 'model.layers': 'cpu', 'supervision.enabled': False})
+  config = half_config(**{'model.features': KERNEL_FEATURES, 'model.layers': 'cpu', 'supervision.enabled': False})
   model = build.build_model(config, 3)
   onednn = cpu_ffi.onednn_bfloat16_available()
   assert build.cpu_half_precision(config) == onednn
@@ -207,14 +207,14 @@ def test_cpu_half_precision_multiplies_in_bfloat16_convolutions_in_a_float32_mod
                                    'frem_dnnl_upconv2x2', 'frem_dnnl_upconv2x2_dx', 'frem_dnnl_upconv2x2_dw'}
   text = lowered.as_text()
   assert re.search(r'custom_call @frem_dnnl_conv3x3\(%\S+, %\S+\).*tensor<4x32x32x16xbf16>', text)
-  assert re.search(r'custom_call @frem_dnnl_upconv2x2\(%\S+, %\S+\).*tensor<4x16x16x16xbf16>', text)
+  assert re.search(r'custom_call @frem_dnnl_upconv2x2\(%\S+, %\S+\).*tensor<4x16x16x32xbf16>', text)
   assert described == {'precision': 'bfloat16 convolutions', 'layers_used': 'cpu', 'cpu_kernels_used': True,
                        'conv3x3': 'onednn/onednn/onednn in bfloat16'}
   _, inter = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, batch['image'],
                          train=False, capture_intermediates=True, mutable=['intermediates'])
   assert inter['intermediates']['deepest']['conv0']['__call__'][0].dtype == jnp.float32
   # The same parameters give the float32 model's outputs to bfloat16's rounding, not exactly.
-  full = build.build_model(tiny_config(**{'model.features': (16, 16, 32), 'model.layers': 'cpu',
+  full = build.build_model(tiny_config(**{'model.features': KERNEL_FEATURES, 'model.layers': 'cpu',
                                            'supervision.enabled': False}), 3)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   y_half = np.asarray(model.apply(variables, batch['image'], train=False).logits)

@@ -10,12 +10,12 @@ from frem_jax import parallel
 from frem_jax import randomness
 from frem_jax import steps
 from tests.kernel_calls import inference_targets, kernel_calls, train_targets
-from tests.tiny import tiny_config
+from tests.tiny import KERNEL_FEATURES, tiny_config
 
 
 def lowered_steps(layers):
   """The training loop's train step (data on the device) and inference, lowered for a 16-multiple model."""
-  config = tiny_config(**{'model.features': (16, 16, 32), 'model.layers': layers})
+  config = tiny_config(**{'model.features': KERNEL_FEATURES, 'model.layers': layers})
   model = build.build_model(config, 3)
   state = steps.train_state_shapes(model, randomness.run_key(0), (32, 32, 1), 1e-3)
   images = jax.ShapeDtypeStruct((8, 32, 32, 1), np.float32)

@@ -13,7 +13,7 @@ from frem_jax import randomness
 from frem_jax import steps
 from frem_jax.cpu import layers as cpu_layers
 from frem_jax.model.unet import UNetSE
-from tests.tiny import DATA_DIR, tiny_config
+from tests.tiny import DATA_DIR, KERNEL_FEATURES, tiny_config
 
 
 def first_step_gradients(model, state, batch):
@@ -31,10 +31,10 @@ def test_optimised_train_steps_match_the_reference():
   batches = list(input_pipeline.train_batches(data.splits['train'], 4, 0, 1))
   hp = steps.make_hyperparams(5, 20.0, 0.0)
   runs = {}
-  # Widths in multiples of 16, so that the optimised model runs every 3x3 conv on the CPU kernels.
+  # KERNEL_FEATURES, so that the optimised model runs every convolution on the CPU kernels.
   for impl in ('optimised', 'reference'):
     fast = impl == 'optimised'
-    model = UNetSE(num_classes=3, features=(16, 32, 48), renorm_warmup_steps=2,
+    model = UNetSE(num_classes=3, features=KERNEL_FEATURES, renorm_warmup_steps=2,
                    **(cpu_layers.LAYERS if fast else {}))
     state = steps.create_train_state(model, randomness.run_key(0), (32, 32, 1), 1e-3)
     step = jax.jit(lambda s, b: steps.train_step(s, b, hp, randomness.frem_epoch_key(0, 1, 'random'),

@@ -11,6 +11,8 @@ from configs import default
 # 5.1-6.1 s). Every line of the U-Net still runs: a stage with a skip, the deepest stage with FREM
 # and SuperVision's head, an up-convolution and a decoder stage.
 FEATURES = (8, 16)
+# Widths in multiples of 16: the CPU wing's kernels then run every convolution of the model.
+KERNEL_FEATURES = (16, 32)
 
 
 def tiny_config(**overrides):
