@@ -138,10 +138,7 @@ def test_mixed_plan_equals_xla(shape):
 def test_onednn_bfloat16_is_close_to_float32(shape):
   """bfloat16 inside (8-bit mantissa), float32 sums: within 1e-2 of each result's largest entry."""
   n, h, w, ci, co = shape
-  kx, kk, kg = jax.random.split(jax.random.key(11), 3)
-  x = jax.random.normal(kx, (n, h, w, ci))
-  kernel = jax.random.normal(kk, (3, 3, ci, co))
-  dy = jax.random.normal(kg, (n, h, w, co))
+  x, kernel, dy = map(jnp.asarray, _normal(11, (n, h, w, ci), (3, 3, ci, co), (n, h, w, co)))
   want_y, want_vjp = jax.vjp(_xla_reference, x, kernel)
   want = (want_y,) + want_vjp(dy)
   # float32 arrays with bfloat16 arithmetic inside, and bfloat16 arrays throughout
@@ -187,10 +184,7 @@ def test_onednn_upconv_forward_and_gradients_equal_conv_transpose(shape):
 @needs_onednn_bfloat16
 def test_onednn_bfloat16_upconv_is_close_to_float32_and_used_by_half_precision():
   n, h, w, ci, co = 2, 3, 5, 64, 32
-  kx, kk, kg = jax.random.split(jax.random.key(13), 3)
-  x = jax.random.normal(kx, (n, h, w, ci))
-  kernel = jax.random.normal(kk, (2, 2, ci, co))
-  dy = jax.random.normal(kg, (n, 2 * h, 2 * w, co))
+  x, kernel, dy = map(jnp.asarray, _normal(13, (n, h, w, ci), (2, 2, ci, co), (n, 2 * h, 2 * w, co)))
   transpose = nn.ConvTranspose(co, (2, 2), strides=(2, 2), use_bias=False, precision='highest')
   want_y, want_vjp = jax.vjp(lambda a, b: transpose.apply({'params': {'kernel': b}}, a), x, kernel)
   y, vjp = jax.vjp(lambda a, b: cpu_conv.onednn_upconv2x2(a, b, jnp.bfloat16), x, kernel)
@@ -210,7 +204,7 @@ def test_onednn_bfloat16_upconv_is_close_to_float32_and_used_by_half_precision()
 @pytest.mark.parametrize('avx512', [True, False])  # ours where built for it, else oneDNN's where built
 def test_upconv_module_matches_flax_conv_transpose(avx512, monkeypatch):
   monkeypatch.setattr(cpu_conv, 'built_for_avx512', lambda: avx512)
-  x = jax.random.normal(jax.random.key(7), (2, 8, 8, 64))
+  x, = _normal(7, (2, 8, 8, 64))
   reference = nn.ConvTranspose(32, (2, 2), strides=(2, 2))
   params = reference.init(jax.random.key(8), x)
   params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
@@ -225,9 +219,7 @@ def test_upconv_module_matches_flax_conv_transpose(avx512, monkeypatch):
 
 @needs_onednn
 def test_onednn_results_repeat_and_use_xla_pools_threads():
-  kx, kg = jax.random.split(jax.random.key(12))
-  x = jax.random.normal(kx, (4, 64, 64, 32))
-  dy = jax.random.normal(kg, (4, 64, 64, 32))
+  x, dy = _normal(12, (4, 64, 64, 32), (4, 64, 64, 32))
   grad = jax.jit(lambda a, g: jax.vjp(cpu_conv.onednn_conv3x3, a, jnp.ones((3, 3, 32, 32)))[1](g))
   first = jax.device_get(grad(x, dy))
   for _ in range(3):
@@ -238,10 +230,7 @@ def test_onednn_results_repeat_and_use_xla_pools_threads():
 
 
 def test_results_do_not_depend_on_thread_timing():
-  kx, kg, ku = jax.random.split(jax.random.key(1), 3)
-  x = jax.random.normal(kx, (4, 64, 64, 32))
-  dy = jax.random.normal(kg, (4, 64, 64, 32))
-  dy_up = jax.random.normal(ku, (4, 128, 128, 32))
+  x, dy, dy_up = _normal(1, (4, 64, 64, 32), (4, 64, 64, 32), (4, 128, 128, 32))
 
   def grads(a, g, g_up):
     conv = jax.vjp(cpu_conv.conv3x3, a, jnp.ones((3, 3, 32, 32)))[1](g)
@@ -326,7 +315,7 @@ def test_cpu_vendor_is_read_from_proc_cpuinfo(monkeypatch):
 
 
 def test_conv3x3_module_matches_flax_conv():
-  x = jax.random.normal(jax.random.key(2), (2, 16, 16, 3))
+  x, = _normal(2, (2, 16, 16, 3))
   reference = nn.Conv(32, (3, 3), padding='SAME', use_bias=False)
   params = reference.init(jax.random.key(3), x)
   for kernels in (True, False):
@@ -340,7 +329,7 @@ def test_conv3x3_module_matches_flax_conv():
 @pytest.mark.parametrize('implementation', cpu_conv.IMPLEMENTATIONS)
 def test_conv3x3_module_and_its_gradients_match_flax_conv(implementation):
   # Both gradients (parameters with a bias, and the input) of every implementation; bfloat16 to 1e-2.
-  x = jax.random.normal(jax.random.key(13), (2, 12, 10, 32))
+  x, = _normal(13, (2, 12, 10, 32))
   reference = nn.Conv(48, (3, 3), padding='SAME', precision='highest')
   params = jax.tree.map(lambda p: p + 0.1, reference.init(jax.random.key(14), x))
   ours = Conv(48, (3, 3), implementation=implementation)
@@ -358,12 +347,11 @@ def test_conv3x3_module_and_its_gradients_match_flax_conv(implementation):
 def test_bfloat16_conv3x3_module_and_its_gradients_match_flax_conv(implementation):
   # half_precision's layers (dtype bfloat16, float32 parameters): every plan's values and both
   # gradients against flax's bfloat16 layer, to bfloat16's 1e-2.
-  x = jax.random.normal(jax.random.key(15), (2, 12, 10, 32))
+  x, weights = _normal(15, (2, 12, 10, 32), (2, 12, 10, 48))
   reference = nn.Conv(48, (3, 3), padding='SAME', dtype=jnp.bfloat16)
   params = jax.tree.map(lambda p: p + 0.1, reference.init(jax.random.key(16), x))
   ours = Conv(48, (3, 3), dtype=jnp.bfloat16, implementation=implementation)
   # A linear loss: the gradients then test the backward convolutions, not sin() of rounded outputs.
-  weights = jax.random.normal(jax.random.key(17), (2, 12, 10, 48))
   loss = lambda module: lambda p, a: jnp.sum(module.apply(p, a).astype(jnp.float32) * weights)
   got = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(params, x)
   want = jax.grad(loss(reference), argnums=(0, 1))(params, x)
@@ -376,23 +364,22 @@ def test_bfloat16_conv3x3_module_and_its_gradients_match_flax_conv(implementatio
 
 
 def test_conv1x1_matches_flax_conv_and_its_gradient():
-  x = jax.random.normal(jax.random.key(9), (2, 8, 8, 32))
+  x, = _normal(9, (2, 8, 8, 32))
   reference = nn.Conv(3, (1, 1))
   params = jax.tree.map(lambda p: p + 0.1, reference.init(jax.random.key(10), x))
   ours = Conv(3, (1, 1))
   assert jax.tree.map(jnp.shape, ours.init(jax.random.key(10), x)) == jax.tree.map(jnp.shape, params)
   loss = lambda module: lambda p, a: jnp.sum(jnp.sin(module.apply(p, a)))
-  got = jax.grad(loss(ours), argnums=(0, 1))(params, x)
-  want = jax.grad(loss(reference), argnums=(0, 1))(params, x)
+  got = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(params, x)
+  want = jax.jit(jax.grad(loss(reference), argnums=(0, 1)))(params, x)
   assert _relative_error(ours.apply(params, x), reference.apply(params, x)) < 1e-5
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     assert _relative_error(a, b) < 1e-5
 
 
 def test_max_pool_matches_flax_max_pool_and_its_gradient():
-  x = jax.random.normal(jax.random.key(4), (2, 8, 12, 5))
-  g = jax.random.normal(jax.random.key(5), (2, 4, 6, 5))
-  y, vjp = jax.vjp(lambda a: max_pool(a, (2, 2), strides=(2, 2)), x)
-  y_ref, vjp_ref = jax.vjp(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2)), x)
+  x, g = _normal(4, (2, 8, 12, 5), (2, 4, 6, 5))
+  y, dx = _values_and_vjp(lambda a, _: max_pool(a, (2, 2), strides=(2, 2)), x, np.float32(0), g)[:2]
+  y_ref, dx_ref = _values_and_vjp(lambda a, _: nn.max_pool(a, (2, 2), strides=(2, 2)), x, np.float32(0), g)[:2]
   np.testing.assert_array_equal(y, y_ref)
-  np.testing.assert_array_equal(vjp(g)[0], vjp_ref(g)[0])
+  np.testing.assert_array_equal(dx, dx_ref)
