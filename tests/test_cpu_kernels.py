@@ -84,13 +84,13 @@ def _normal(seed, *shapes):
   return [rng.standard_normal(shape, np.float32) for shape in shapes]
 
 
-def _values_and_vjp(fn, x, kernel, dy):
-  """fn(x, kernel) and its input and kernel gradients for dy, as one compiled program (as training
-  runs them; eagerly, every operation of both passes compiles alone)."""
-  def both(a, b, g):
-    y, vjp = jax.vjp(fn, a, b)
+def _values_and_vjp(fn, dy, *args):
+  """fn(*args) and its gradients for dy with respect to each argument, as one compiled program (as
+  training runs them; eagerly, every operation of both passes compiles alone)."""
+  def both(g, *a):
+    y, vjp = jax.vjp(fn, *a)
     return (y,) + vjp(g)
-  return jax.device_get(jax.jit(both)(x, kernel, dy))
+  return jax.device_get(jax.jit(both)(dy, *args))
 
 
 def _assert_same_values_and_gradients(ours, reference, seed, shape, kernel_size, upsample):
@@ -98,7 +98,7 @@ def _assert_same_values_and_gradients(ours, reference, seed, shape, kernel_size,
   n, h, w, ci, co = shape
   x, kernel, dy = _normal(seed, (n, h, w, ci), (kernel_size, kernel_size, ci, co),
                           (n, upsample * h, upsample * w, co))
-  got, want = _values_and_vjp(ours, x, kernel, dy), _values_and_vjp(reference, x, kernel, dy)
+  got, want = _values_and_vjp(ours, dy, x, kernel), _values_and_vjp(reference, dy, x, kernel)
   for a, b in zip(got, want):
     assert a.shape == b.shape
     assert _relative_error(a, b) < 1e-5
@@ -379,7 +379,7 @@ def test_conv1x1_matches_flax_conv_and_its_gradient():
 
 def test_max_pool_matches_flax_max_pool_and_its_gradient():
   x, g = _normal(4, (2, 8, 12, 5), (2, 4, 6, 5))
-  y, dx = _values_and_vjp(lambda a, _: max_pool(a, (2, 2), strides=(2, 2)), x, np.float32(0), g)[:2]
-  y_ref, dx_ref = _values_and_vjp(lambda a, _: nn.max_pool(a, (2, 2), strides=(2, 2)), x, np.float32(0), g)[:2]
+  y, dx = _values_and_vjp(lambda a: max_pool(a, (2, 2), strides=(2, 2)), g, x)
+  y_ref, dx_ref = _values_and_vjp(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2)), g, x)
   np.testing.assert_array_equal(y, y_ref)
   np.testing.assert_array_equal(dx, dx_ref)
