@@ -16,12 +16,12 @@ turn it off (`turn_off`).
 import hashlib
 import os
 import platform
+import sys
 from typing import Optional
-
-import jax
 
 VARIABLE = 'FREM_JAX_COMPILATION_CACHE'
 OFF = 'off'
+JAX_VARIABLE = 'JAX_COMPILATION_CACHE_DIR'  # JAX's own, read into jax.config when JAX is imported
 
 
 def cpu_tag() -> str:
@@ -62,17 +62,24 @@ def use_compilation_cache() -> Optional[str]:
   Call it first thing in a process (`cli.begin` does; so does each Ray trial): what it compiles
   before is not cached. Returns the folder JAX uses, or None when it uses none.
   """
-  # JAX_COMPILATION_CACHE_DIR is read into jax.config on import: a folder set there (by the user, a
-  # caller, or an earlier call in this process) is kept, even with FREM_JAX_COMPILATION_CACHE=off.
-  if jax.config.jax_compilation_cache_dir:
-    return jax.config.jax_compilation_cache_dir
+  # A folder JAX was given (its variable, read into jax.config on import, or jax.config itself)
+  # is kept, even with FREM_JAX_COMPILATION_CACHE=off.
+  jax = sys.modules.get('jax')
+  given = jax.config.jax_compilation_cache_dir if jax else os.environ.get(JAX_VARIABLE)
+  if given:
+    return given
   path = chosen_dir()
-  if path:
+  if path and jax:
     jax.config.update('jax_compilation_cache_dir', path)
+  elif path:
+    # The commands call this before they load JAX (a mistake in a flag is refused without it);
+    # JAX reads its variable when it is imported, and so do the processes this one starts.
+    os.environ[JAX_VARIABLE] = path
   return path
 
 
 def turn_off() -> None:
   """No persistent cache in this process, whatever folder is set: for the benchmarks, which report
   compile seconds that an executable loaded from the cache would turn into load seconds."""
+  import jax  # pylint: disable=g-import-not-at-top  (this module loads without JAX: use_compilation_cache)
   jax.config.update('jax_enable_compilation_cache', False)

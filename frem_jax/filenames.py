@@ -7,3 +7,6 @@ CHECKPOINT_DIR = 'checkpoints'  # orbax's checkpoints (checkpointing.py)
 TRIALS_FILE = 'trials.json'  # a sweep's record (search/store.py)
 BEST_FILE = 'best.json'  # a sweep's best trial
 SEARCH_FIGURE = 'search.png'  # a sweep's figure (search/plot.py)
+IOU_FILE = 'iou.json'  # predict's IoU per image and over all (predict/lib.py)
+REPORT_MD = 'report.md'  # the report's tables (report/lib.py)
+REPORT_JSON = 'report.json'  # the report's numbers

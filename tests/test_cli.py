@@ -90,6 +90,43 @@ def test_missing_dataset_folder_leaves_no_workdir(tmp_path):
   assert not os.path.exists(tmp_path / 'run')
 
 
+# What loads in seconds (~3 s together on a 2-core CPU); a command refuses a mistake without them.
+HEAVY = ('jax', 'flax', 'optax', 'orbax.checkpoint', 'tensorflow_datasets')
+
+
+@pytest.mark.parametrize('module,args,message', [
+    ('frem_jax.train', ['--config=configs/demo.py', '--workdir={tmp}/run', '--config.frem.factor=0'],
+     'error: frem.factor (X)=0.0 must be > 0'),
+    ('frem_jax.train', ['--config=configs/demo.py', '--workdir={tmp}/run', '--config.frem.num_selectd=3'],
+     'num_selectd'),
+    ('frem_jax.search', ['--config=configs/demo.py', '--workdir={tmp}/sweep', '--config.search.max_evals=0'],
+     'error: search.max_evals=0 must be >= 1'),
+    ('frem_jax.report', ['--runs', 'frem', '--out={tmp}/report'], "error: --runs: 'frem' is not NAME=DIR"),
+    ('frem_jax.predict', ['--workdir={tmp}/run', '--output={tmp}/out', '--overlap=x'],
+     "error: flag --overlap=x: invalid literal for int() with base 10: 'x'"),
+])
+def test_a_command_refuses_a_mistake_before_it_loads_jax(module, args, message, tmp_path):
+  args = [a.format(tmp=tmp_path) for a in args]
+  proc = subprocess.run([sys.executable, '-X', 'importtime', '-m', module, *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-1000:]
+  loaded = {l.split('|')[-1].strip() for l in proc.stderr.splitlines() if l.startswith('import time:')}
+  assert 'absl.flags' in loaded  # -X importtime listed the imports
+  assert sorted(loaded.intersection(HEAVY)) == []
+  assert not os.listdir(tmp_path)
+
+
+def test_a_command_package_loads_its_code_on_first_use():
+  code = ('import sys; from frem_jax import train, search, predict, report; from frem_jax.search import plot; '
+          'print(sorted(m for m in sys.modules if m.startswith("frem_jax.") and m.endswith(".lib") or m == "jax")); '
+          'from frem_jax.train import lib; print(train.train_and_evaluate is lib.train_and_evaluate); '
+          'print(sorted(m for m in sys.modules if m.startswith("frem_jax.") and m.endswith(".lib"))); '
+          'train.no_such_name')
+  proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.stdout.splitlines() == ['[]', 'True', "['frem_jax.train.lib']"], proc.stderr[-1000:]
+  assert proc.stderr.strip().splitlines()[-1] == "AttributeError: module 'frem_jax.train' has no attribute 'no_such_name'"
+
+
 def record(pathname: str, level: int, msg: str = 'a line') -> logging.LogRecord:
   return logging.LogRecord('absl', level, pathname, 1, msg, None, None)
 
@@ -97,7 +134,7 @@ def record(pathname: str, level: int, msg: str = 'a line') -> logging.LogRecord:
 def test_the_log_filter_tells_our_records_by_the_package_folder_not_by_a_name_in_the_path():
   import frem_jax  # pylint: disable=g-import-not-at-top
   from frem_jax import cli  # pylint: disable=g-import-not-at-top
-  ours = os.path.join(os.path.dirname(frem_jax.__file__), 'train', '__init__.py')
+  ours = os.path.join(os.path.dirname(frem_jax.__file__), 'train', 'lib.py')
   # A checkout named frem_jax with its venv inside: orbax's files are under .../frem_jax/.
   orbax = '/x/frem_jax/.venv/lib/python3.11/site-packages/orbax/checkpoint/m.py'
   keep = cli._OwnInfoOnly().filter  # pylint: disable=protected-access

@@ -90,6 +90,18 @@ def test_jax_own_variable_wins_in_a_new_process(tmp_path):
   assert proc.stdout.strip() == str(tmp_path / 'users')
 
 
+def test_chosen_before_jax_loads_the_folder_reaches_jax_through_its_variable(tmp_path):
+  # The commands choose the folder before they load JAX (a mistake is refused without it).
+  env = dict(os.environ, **{compilation_cache.VARIABLE: str(tmp_path / 'ours')})
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
+  code = ('import sys; from frem_jax import compilation_cache as c; print(c.use_compilation_cache()); '
+          'print("jax" in sys.modules); import jax; print(jax.config.jax_compilation_cache_dir)')
+  proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.split() == [str(tmp_path / 'ours'), 'False', str(tmp_path / 'ours')]
+
+
 def test_the_benchmarks_compile_without_it(fresh_jax_setting, tmp_path):
   jax.config.update('jax_compilation_cache_dir', str(tmp_path / 'users'))
   compilation_cache.turn_off()

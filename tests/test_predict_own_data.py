@@ -20,6 +20,7 @@ from frem_jax import metrics
 from frem_jax import palette
 from frem_jax import predict
 from frem_jax import train
+from frem_jax.train import lib as train_lib
 from frem_jax.datasets import image_io
 from frem_jax.errors import UserError
 from frem_jax.predict import masks as run_masks
@@ -51,7 +52,7 @@ def folder_run(tmp_path_factory):
   workdir = str(root / 'run')
   with pytest.MonkeyPatch.context() as mp:
     RecordingBar.postfixes = []
-    mp.setattr(train, 'tqdm', RecordingBar)
+    mp.setattr(train_lib, 'tqdm', RecordingBar)  # the module whose loop shows the bar
     train.train_and_evaluate(config, workdir)
   return src, workdir, list(RecordingBar.postfixes)
 

@@ -7,6 +7,7 @@ from absl import flags
 
 from frem_jax import cli
 from frem_jax import predict
+from frem_jax.filenames import IOU_FILE
 
 FLAGS = flags.FLAGS
 
@@ -21,7 +22,7 @@ def main(argv):
   if report:
     miou = report['overall']['miou']
     print(f'mIoU over all images: {"n/a" if miou is None else f"{100 * miou:.2f} %"} '
-          f'({os.path.join(FLAGS.output, predict.IOU_FILE)})')
+          f'({os.path.join(FLAGS.output, IOU_FILE)})')
 
 
 if __name__ == '__main__':

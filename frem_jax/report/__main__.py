@@ -7,6 +7,7 @@ from absl import flags
 
 from frem_jax import cli
 from frem_jax import report
+from frem_jax.filenames import REPORT_MD
 
 FLAGS = flags.FLAGS
 
@@ -15,8 +16,9 @@ def main(argv):
   # `--runs a=X b=Y` leaves b=Y as a positional argument: take those too.
   specs = list(FLAGS.runs or []) + cli.begin(argv, positional=True)
   with cli.user_errors_exit():
-    report.write_report(report.parse_runs(specs), FLAGS.search or [], FLAGS.out, FLAGS.num_images)
-  print(f'report: {os.path.join(FLAGS.out, report.REPORT_MD)}')
+    runs = report.parse_runs(specs)
+    report.write_report(runs, FLAGS.search or [], FLAGS.out, FLAGS.num_images)
+  print(f'report: {os.path.join(FLAGS.out, REPORT_MD)}')
 
 
 if __name__ == '__main__':

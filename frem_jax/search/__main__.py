@@ -11,6 +11,7 @@ from frem_jax.errors import UserError
 from frem_jax.filenames import SEARCH_FIGURE
 from frem_jax.filenames import TRIALS_FILE
 from frem_jax.search import plot as search_plot
+from frem_jax.search import space as search_space
 from frem_jax.search import store as search_store
 
 FLAGS = flags.FLAGS
@@ -33,7 +34,10 @@ def main(argv):
           max_concurrent_trials=FLAGS.max_concurrent_trials, cpus_per_trial=FLAGS.cpus_per_trial,
           gpus_per_trial=FLAGS.gpus_per_trial)
     else:
-      record = search.run_search(cli.config_from_flag('config'), FLAGS.workdir)
+      config = cli.config_from_flag('config')
+      # Bad settings and a sweep folder of another config or space are refused before JAX loads.
+      search_store.open_record(FLAGS.workdir, config, search_space.resolve(config))
+      record = search.run_search(config, FLAGS.workdir)
   best = search_store.best_trial(record)
   if best:
     print(f'best trial {best["number"]}: {best["values"]}, val mIoU {100 * best["val_miou"]:.2f} %, '

@@ -7,6 +7,7 @@ from absl import flags
 
 from frem_jax import cli
 from frem_jax import train
+from frem_jax.config_validation import validate_config
 from frem_jax.filenames import RESULTS_FILE
 
 FLAGS = flags.FLAGS
@@ -15,7 +16,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   cli.begin(argv)
   with cli.user_errors_exit():
-    results = train.train_and_evaluate(cli.config_from_flag('config'), FLAGS.workdir)
+    config = cli.config_from_flag('config')
+    validate_config(config)  # before train_and_evaluate loads JAX: a bad value is refused at once
+    results = train.train_and_evaluate(config, FLAGS.workdir)
   print(train.format_results(results))
   print(f'results: {os.path.join(FLAGS.workdir, RESULTS_FILE)}')
 
