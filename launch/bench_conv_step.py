@@ -1,7 +1,7 @@
 """Times the whole train step with each implementation of the 3x3 convolutions, interleaved, in one process.
 
 Usage: python launch/bench_conv_step.py [--features=16,32,64,128,512] [--image_size=256]
-           [--batch=4] [--rounds=11] [--impls=kernel,onednn,auto,onednn_bf16]
+           [--batch=4] [--rounds=11] [--impls=kernel,onednn,auto,onednn_bf16] [--without_onednn]
 
 The model is `build_model`'s for configs/default.py with `model.features` and
 `dataset.image_size` set (the CPU wing's layers), its 3x3 convolutions' `implementation`
@@ -9,6 +9,8 @@ set per candidate (frem_jax/cpu/layers.py: 'auto', 'onednn', 'kernel', 'xla',
 'onednn_bf16'); everything else (up-convolutions, pooling, norm) is the same. Each round
 runs one train step (FREM on, as `python -m frem_jax.bench`) of every candidate in turn;
 medians and minima over `--rounds` rounds after two warm-up rounds. Prints one JSON line.
+`--without_onednn` plans as an install without oneDNN (`pip install -e .`) does: oneDNN is
+turned off in this process, so 'auto' is our kernels or XLA's (`ffi.conv3x3_plan`).
 """
 
 import argparse
@@ -43,7 +45,11 @@ def main():
   p.add_argument('--rounds', type=int, default=11)
   p.add_argument('--impls', default='kernel,onednn,auto,onednn_bf16')
   p.add_argument('--half_precision', action='store_true', help='the model in bfloat16 (config.half_precision)')
+  p.add_argument('--without_onednn', action='store_true', help='plan as an install without oneDNN')
   args = p.parse_args()
+  if args.without_onednn:
+    ffi.onednn_available = lambda: False  # the plans ask these two
+    ffi.onednn_bfloat16_available = lambda: False
   config = default.get_config()
   config.half_precision = args.half_precision
   config.model.features = tuple(int(f) for f in args.features.split(','))
@@ -75,7 +81,7 @@ def main():
         c['times'].append(time.perf_counter() - t0)
   print(json.dumps({
       'features': list(config.model.features), 'image_size': args.image_size, 'batch': args.batch,
-      'rounds': args.rounds, 'onednn': ffi.onednn_info(), 'onednn_threads': ffi.onednn_threads(),
+      'rounds': args.rounds, 'onednn': 'off' if args.without_onednn else ffi.onednn_info(), 'onednn_threads': ffi.onednn_threads(),
       'jax': jax.__version__, 'half_precision': args.half_precision,
       'train_step_s': {impl: {'median': round(statistics.median(c['times']), 4),
                               'min': round(min(c['times']), 4), 'compile_s': round(c['compile_s'], 1)}

@@ -16,23 +16,29 @@ def _up(train: bool) -> set:
 def train_targets() -> frozenset:
   """The XLA FFI targets of a train step of the CPU wing's layers (frem_jax/cpu/ffi.py).
 
-  Without oneDNN: our 3x3 conv forward (also its input gradient) and weight
-  gradient; with it (`ffi.conv3x3_plan`): oneDNN's forward and input gradient,
-  our weight gradient on AMD's CPUs with AVX-512, oneDNN's elsewhere. Both: the
-  2x2 up-conv forward, input and kernel gradients (`ffi.upconv2x2_plan`: ours,
-  or oneDNN's where our kernels were not built for AVX-512).
+  The 3x3 conv's, as `ffi.conv3x3_plan` puts them: with oneDNN its forward and
+  input gradient, our weight gradient on AMD's CPUs with AVX-512 and oneDNN's
+  elsewhere; without it ours (forward, which also computes the input gradient,
+  and weight gradient) where they were built for AVX-512, else none (XLA's).
+  And the 2x2 up-conv forward, input and kernel gradients (`ffi.upconv2x2_plan`:
+  ours, or oneDNN's where our kernels were not built for AVX-512).
   """
-  up = _up(train=True)
-  if ffi.onednn_available():
-    ours_dw = ffi.conv3x3_plan(32, 32, 'float32').weight_grad == 'kernel'
-    return frozenset({'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx',
-                      'frem_conv3x3_dw' if ours_dw else 'frem_dnnl_conv3x3_dw', *up})
-  return frozenset({'frem_conv3x3', 'frem_conv3x3_dw', *up})
+  plan = ffi.conv3x3_plan(32, 32, 'float32')
+  if plan is None:
+    conv = set()
+  elif plan.forward == 'onednn':
+    conv = {'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx',
+            'frem_conv3x3_dw' if plan.weight_grad == 'kernel' else 'frem_dnnl_conv3x3_dw'}
+  else:
+    conv = {'frem_conv3x3', 'frem_conv3x3_dw'}
+  return frozenset({*conv, *_up(train=True)})
 
 
 def inference_targets() -> frozenset:
-  """The XLA FFI targets of the CPU wing's inference: the 3x3 conv forward and the 2x2 up-conv forward."""
-  return frozenset({'frem_dnnl_conv3x3' if ffi.onednn_available() else 'frem_conv3x3', *_up(train=False)})
+  """The XLA FFI targets of the CPU wing's inference: the 3x3 conv forward (where not XLA's) and the 2x2 up-conv forward."""
+  plan = ffi.conv3x3_plan(32, 32, 'float32')
+  conv = set() if plan is None else {'frem_dnnl_conv3x3' if plan.forward == 'onednn' else 'frem_conv3x3'}
+  return frozenset({*conv, *_up(train=False)})
 
 
 def kernel_calls(lowered) -> set:

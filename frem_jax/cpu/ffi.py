@@ -68,7 +68,9 @@ def built_for_avx512() -> bool:
   Built for AVX2 alone (`-march=native` on a CPU without AVX-512) they spill
   registers in every tile: 11-21x slower than oneDNN's convolutions on an AMD
   EPYC (Zen 3), part by part (docs/performance.md). The 'auto' plans then
-  leave them out where oneDNN is built (`conv3x3_plan`, `upconv2x2_plan`).
+  leave them out where oneDNN is built (`conv3x3_plan`, `upconv2x2_plan`),
+  and the 3x3 convolutions go to XLA's where it is not (`conv3x3_plan`: the
+  paper model's train step 2.77 s with XLA's against 15.66 s with ours).
   """
   return available() and _library_built_for_avx512()
 
@@ -309,7 +311,8 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
 
   `implementation`: 'auto' (part by part the fastest built: oneDNN's forward
   and input gradient, our weight gradient on AMD's CPUs with AVX-512 and
-  oneDNN's elsewhere, `KERNEL_WEIGHT_GRAD_VENDORS`, `built_for_avx512`),
+  oneDNN's elsewhere, `KERNEL_WEIGHT_GRAD_VENDORS`, `built_for_avx512`;
+  without oneDNN ours where they were built for AVX-512, else XLA's),
   'onednn', 'kernel', 'xla', or
   'onednn_bf16' (all on oneDNN in bfloat16; not float32-exact). A part that
   it cannot compute here goes to the next in that order, XLA last. A bfloat16
@@ -330,7 +333,11 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
     # was up to 50x slower than its forward on small images (8² x 64 -> 64: 67 ms a call), but that
     # model uses the wing only without oneDNN (`build.cpu_half_precision`).
     return Plan('onednn', 'onednn', 'onednn', 'bfloat16') if onednn else None
-  kernel = implementation in ('auto', 'kernel') and fits(c_out, dtype) and available()
+  # Our kernels' register tiles are written for AVX-512; built without it they spill, and there
+  # XLA's convolution is faster: without oneDNN, on an AMD EPYC Zen 3 (AVX2), the paper model's
+  # train step (batch 4) took 2.77 s with XLA's 3x3 convolutions and 15.66 s with ours.
+  kernel = (implementation == 'kernel' or (implementation == 'auto' and built_for_avx512())) and (
+      fits(c_out, dtype) and available())
   kernel_dx = kernel and c_in % _LANES == 0
   ours_dw = kernel and (not onednn or (cpu_vendor() in KERNEL_WEIGHT_GRAD_VENDORS and built_for_avx512()))
   plan = Plan('onednn' if onednn else 'kernel' if kernel else 'xla',

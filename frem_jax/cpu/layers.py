@@ -3,7 +3,8 @@
 `Conv` for `nn.Conv` (stride 1, SAME): the stages' 3x3 convolutions on
 oneDNN and this project's XLA:CPU kernels where built (`ffi.conv3x3_plan`:
 oneDNN's forward and input gradient, our weight gradient on AMD's CPUs with
-AVX-512 and oneDNN's elsewhere), else XLA's; a
+AVX-512 and oneDNN's elsewhere; without oneDNN ours where they were built for
+AVX-512), else XLA's; a
 1x1 convolution (the class head) as a matrix product: XLA:CPU computes
 `nn.Conv`'s kernel gradient as a 256x256-window convolution of a transposed
 copy of the input (50 ms of the paper model's step at batch 4).
