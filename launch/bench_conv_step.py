@@ -48,6 +48,10 @@ def main():
   p.add_argument('--without_onednn', action='store_true', help='plan as an install without oneDNN')
   args = p.parse_args()
   if args.without_onednn:
+    named = sorted(set(args.impls.split(',')) & {'onednn', 'onednn_bf16'})
+    if named:
+      sys.exit(f'error: --impls={args.impls} names {",".join(named)}, which --without_onednn turns off; '
+               'give --impls=auto,kernel,xla')
     ffi.onednn_available = lambda: False  # the plans ask these two
     ffi.onednn_bfloat16_available = lambda: False
   config = default.get_config()

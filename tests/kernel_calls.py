@@ -22,6 +22,8 @@ def train_targets() -> frozenset:
   and weight gradient) where they were built for AVX-512, else none (XLA's).
   And the 2x2 up-conv forward, input and kernel gradients (`ffi.upconv2x2_plan`:
   ours, or oneDNN's where our kernels were not built for AVX-512).
+  Derived from the plans, so the wiring tests check that the layers follow them;
+  which plan is right is checked by test_cpu_kernels.py's test_layer_choice.
   """
   plan = ffi.conv3x3_plan(32, 32, 'float32')
   if plan is None:

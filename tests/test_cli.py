@@ -121,9 +121,10 @@ def test_a_command_package_loads_its_code_on_first_use():
           'print(sorted(m for m in sys.modules if m.startswith("frem_jax.") and m.endswith(".lib") or m == "jax")); '
           'from frem_jax.train import lib; print(train.train_and_evaluate is lib.train_and_evaluate); '
           'print(sorted(m for m in sys.modules if m.startswith("frem_jax.") and m.endswith(".lib"))); '
-          'train.no_such_name')
+          'print(all(n in dir(train) for n in ("train_and_evaluate", "population", "__file__"))); '
+          'print(hasattr(train, "a.b")); train.no_such_name')
   proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert proc.stdout.splitlines() == ['[]', 'True', "['frem_jax.train.lib']"], proc.stderr[-1000:]
+  assert proc.stdout.splitlines() == ['[]', 'True', "['frem_jax.train.lib']", 'True', 'False'], proc.stderr[-1000:]
   assert proc.stderr.strip().splitlines()[-1] == "AttributeError: module 'frem_jax.train' has no attribute 'no_such_name'"
 
 

@@ -80,7 +80,8 @@ def describe_conv3x3(model: nn.Module) -> str:
 def kernels_used(model: nn.Module) -> bool:
   """Whether some convolution of `model` runs on the CPU kernels or oneDNN (bfloat16: on oneDNN only)."""
   return cpu_layers.is_cpu_conv(model.conv) and any(
-      ffi.conv3x3_plan(f, f, _multiply_dtype(model)) for f in model.features)
+      ffi.conv3x3_plan(f, f, _multiply_dtype(model)) or ffi.upconv2x2_plan(f, _multiply_dtype(model))
+      for f in model.features)
 
 
 def model_precision(model: nn.Module) -> str:

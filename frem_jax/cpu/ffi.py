@@ -70,7 +70,7 @@ def built_for_avx512() -> bool:
   EPYC (Zen 3), part by part (docs/performance.md). The 'auto' plans then
   leave them out where oneDNN is built (`conv3x3_plan`, `upconv2x2_plan`),
   and the 3x3 convolutions go to XLA's where it is not (`conv3x3_plan`: the
-  paper model's train step 2.77 s with XLA's against 15.66 s with ours).
+  paper model's train step 2.87 s with XLA's against 16.41 s with ours).
   """
   return available() and _library_built_for_avx512()
 
@@ -80,7 +80,8 @@ def _library_built_for_avx512() -> bool:
   library = ctypes.CDLL(importlib.util.find_spec(_LIBRARY).origin)
   if not hasattr(library, 'FremKernelsAvx512'):  # built before it existed: its tiles unknown
     logging.warning('frem_jax: the CPU kernels were built by an older frem_jax; oneDNN is used instead '
-                    "where installed (reinstall frem_jax, pip install -e '.[onednn]', to rebuild them)")
+                    "where installed, XLA's 3x3 convolutions elsewhere (reinstall frem_jax, "
+                    "pip install -e '.[onednn]', to rebuild them)")
     return False
   return bool(library.FremKernelsAvx512())
 
@@ -335,7 +336,7 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
     return Plan('onednn', 'onednn', 'onednn', 'bfloat16') if onednn else None
   # Our kernels' register tiles are written for AVX-512; built without it they spill, and there
   # XLA's convolution is faster: without oneDNN, on an AMD EPYC Zen 3 (AVX2), the paper model's
-  # train step (batch 4) took 2.77 s with XLA's 3x3 convolutions and 15.66 s with ours.
+  # train step (batch 4) took 2.87 s with XLA's 3x3 convolutions and 16.41 s with ours (docs/performance.md).
   kernel = (implementation == 'kernel' or (implementation == 'auto' and built_for_avx512())) and (
       fits(c_out, dtype) and available())
   kernel_dx = kernel and c_in % _LANES == 0
