@@ -16,8 +16,7 @@ def main(argv):
   # `--runs a=X b=Y` leaves b=Y as a positional argument: take those too.
   specs = list(FLAGS.runs or []) + cli.begin(argv, positional=True)
   with cli.user_errors_exit():
-    runs = report.parse_runs(specs)
-    report.write_report(runs, FLAGS.search or [], FLAGS.out, FLAGS.num_images)
+    report.write_report(report.parse_runs(specs), FLAGS.search or [], FLAGS.out, FLAGS.num_images)
   print(f'report: {os.path.join(FLAGS.out, REPORT_MD)}')
 
 
