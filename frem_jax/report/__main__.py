@@ -16,7 +16,10 @@ def main(argv):
   # `--runs a=X b=Y` leaves b=Y as a positional argument: take those too.
   specs = list(FLAGS.runs or []) + cli.begin(argv, positional=True)
   with cli.user_errors_exit():
-    report.write_report(report.parse_runs(specs), FLAGS.search or [], FLAGS.out, FLAGS.num_images)
+    # Parsed first, on its own line: `report.write_report(...)` looks up write_report, which loads
+    # lib.py and JAX, before it evaluates its arguments.
+    runs = report.parse_runs(specs)
+    report.write_report(runs, FLAGS.search or [], FLAGS.out, FLAGS.num_images)
   print(f'report: {os.path.join(FLAGS.out, REPORT_MD)}')
 
 
