@@ -11,7 +11,7 @@ from frem_jax import train
 from frem_jax.config_validation import validate_config
 from tests.datasets.folders import write_folder
 from tests.datasets.test_drosophila_vnc import source_dir as drosophila_dir
-from tests.tiny import DATA_DIR, FEATURES
+from tests.tiny import DATA_DIR, FEATURES, override
 
 
 def shrink(config, **overrides):
@@ -21,13 +21,7 @@ def shrink(config, **overrides):
   config.model.renorm_warmup_steps = 4
   config.frem.num_selected = min(config.frem.num_selected, 16)
   config.dataset.data_dir = DATA_DIR
-  for key, value in overrides.items():
-    node = config
-    *path, last = key.split('.')
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return config
+  return override(config, overrides)
 
 
 def test_variants_carry_the_papers_values():

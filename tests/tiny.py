@@ -30,6 +30,11 @@ def tiny_config(**overrides):
   config.frem.num_selected = 5
   config.frem.factor = 20.0
   config.dataset.data_dir = DATA_DIR
+  return override(config, overrides)
+
+
+def override(config, overrides):
+  """Sets each dotted key of `overrides` ('frem.factor': 5.0) in `config`; returns `config`."""
   for key, value in overrides.items():
     node = config
     *path, last = key.split('.')
