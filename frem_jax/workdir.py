@@ -13,9 +13,12 @@ from frem_jax.filenames import CONFIG_FILE
 LOCK_FILE = '.lock'
 
 # Keys that may change when a run is resumed: training longer continues the same run, and
-# moving the data (or its prepared copy), the layers' arithmetic or the sweep's population size does
-# not change it.
-RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir', 'model.layers', 'search.population')
+# moving the data (or its prepared copy), the layers' arithmetic or the sweep's size does not change
+# it. A sweep's trial is a run with the sweep's whole config, and a trial cut off by a kill resumes
+# under the resumed sweep's config: so every key that frem_jax.search.store lets a sweep change
+# must be here too.
+RESUMABLE_KEYS = ('num_epochs', 'dataset.source_dir', 'dataset.data_dir', 'model.layers', 'search.population',
+                  'search.max_evals')
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:

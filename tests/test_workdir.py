@@ -9,6 +9,7 @@ import pytest
 
 from configs import default
 from frem_jax import workdir
+from frem_jax.search import store as search_store
 from frem_jax.errors import UserError
 
 
@@ -41,6 +42,15 @@ def test_a_key_the_run_had_is_compared_as_before(tmp_path):
   config.frem.factor = 10.0
   with pytest.raises(UserError, match=r'frem.factor: 632.0 -> 10.0'):
     workdir.check(run, config)
+
+
+def test_a_trial_cut_off_by_a_kill_resumes_in_a_sweep_extended_to_more_trials(tmp_path):
+  """`--config.search.max_evals` may grow when a sweep resumes; its cut-off trial then resumes under it."""
+  trial = _saved_without(tmp_path)  # saved with search.max_evals unset (the space's default)
+  config = default.get_config()
+  config.search.max_evals = 60
+  workdir.check(trial, config)  # no error
+  assert set(search_store.RESUMABLE_KEYS) <= set(workdir.RESUMABLE_KEYS)
 
 
 def test_a_folder_left_by_a_process_killed_while_writing_its_config_counts_as_empty(tmp_path):
