@@ -197,13 +197,19 @@ def _remove_empty(folders) -> None:
 
 
 def holding(arg: str, flag: str):
-  """Decorator: the function runs holding the lock of its folder argument `arg` (see `hold`)."""
+  """Decorator: the function runs holding the lock of its folder argument `arg` (see `hold`).
+
+  If `arg` is a sequence of folders (a population's members), it holds each of them.
+  """
   def decorate(fn):
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def locked(*args, **kwargs):
-      with hold(signature.bind(*args, **kwargs).arguments[arg], flag):
+      folders = signature.bind(*args, **kwargs).arguments[arg]
+      with contextlib.ExitStack() as held:
+        for folder in ([folders] if isinstance(folders, (str, os.PathLike)) else folders):
+          held.enter_context(hold(folder, flag))
         return fn(*args, **kwargs)
     return locked
   return decorate

@@ -190,8 +190,9 @@ def hold_as_another_process(folder, pid=4242):
 @pytest.mark.parametrize('write,flag', [
     (lambda out: predict.predict_files('no_run', 'no_input', out), '--output'),
     (lambda out: report.write_report({}, [], out), '--out'),
+    (lambda out: train.train_population([tiny_config()], [out]), '--workdir'),
 ])
-def test_predict_and_report_refuse_a_held_folder_before_anything(tmp_path, write, flag):
+def test_predict_report_and_a_population_refuse_a_held_folder_before_anything(tmp_path, write, flag):
   out = str(tmp_path / 'out')
   fd = hold_as_another_process(out)
   try:

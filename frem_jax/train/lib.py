@@ -402,6 +402,7 @@ def _results(config, data: input_pipeline.Dataset, state: steps.TrainState, best
   return results
 
 
+@workdir_lock.holding('workdirs', '--workdir')  # each member's folder, as train_and_evaluate holds its one
 def train_population(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str],
                      device=None) -> list:
   """Trains (or resumes) the runs of `configs` in `workdirs` together on `device`, K runs in one vmapped step.
