@@ -37,6 +37,20 @@ def test_comma_list_of_sizes_is_checked_in_one_line(values, message):
   assert str(info.value) == message
 
 
+@pytest.mark.parametrize('module,flag,message', [
+    ('frem_jax.bench', '--steps=4', 'error: --steps=4: medians need at least 5 timed steps'),
+    ('frem_jax.population_bench', '--steps=0', 'error: --steps=0 must be >= 1'),
+    ('frem_jax.population_bench', '--warmup=-1', 'error: --warmup=-1 must be >= 0'),
+    ('frem_jax.population_bench', '--steps_per_trial=0', 'error: --steps_per_trial=0 must be >= 1'),
+])
+def test_a_benchmark_refuses_a_bad_count_in_one_line(module, flag, message):
+  proc = subprocess.run([sys.executable, '-m', module, flag], cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == message
+  assert 'Traceback' not in proc.stderr and proc.stdout == ''
+
+
 @pytest.mark.parametrize('flag,message', [
     ('--config.frem.num_selected=600', 'error: frem.num_selected (B)=600 must be an integer in [0, 128]'),
     ('--config.frem.factor=0', 'error: frem.factor (X)=0.0 must be > 0'),
