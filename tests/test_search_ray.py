@@ -227,6 +227,16 @@ def test_bad_ray_options_are_refused_before_anything_is_written(options, message
   assert not os.path.exists(tmp_path / 'sweep')
 
 
+def test_a_bad_search_setting_is_named_before_ray_is_loaded(tmp_path, monkeypatch):
+  def load_ray():
+    raise AssertionError('Ray was loaded before the settings were checked')
+  monkeypatch.setattr(search_ray, '_import_tune', load_ray)
+  with pytest.raises(UserError) as e:
+    search_ray.run_search(ray_config(**{'search.max_evals': 0}), str(tmp_path / 'sweep'))
+  assert str(e.value) == 'search.max_evals=0 must be >= 1'
+  assert not os.path.exists(tmp_path / 'sweep')
+
+
 def test_a_population_on_ray_is_refused_in_one_line(tmp_path):
   with pytest.raises(UserError) as e:
     search_ray.run_search(ray_config(**{'search.population': 2}), str(tmp_path / 'sweep'))

@@ -311,10 +311,10 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, ray_address=None
   if config.search.population != 1:
     raise UserError(f'search.population={config.search.population} is not supported with --backend=ray: Ray runs '
                     'one trial per worker; use --backend=local for populations (docs/population.md)')
+  resolved = search_space.resolve(config)  # a bad setting is named before Ray is needed or loaded
   ray, tune = _import_tune()
   from ray.tune.search.hyperopt import HyperOptSearch  # pylint: disable=g-import-not-at-top
 
-  resolved = search_space.resolve(config)
   workdir = os.path.abspath(workdir)  # Ray's workers start in their own folders
   workdir_lib.check_not_a_file(workdir)
   experiment = os.path.join(workdir, EXPERIMENT)
