@@ -1,4 +1,4 @@
-"""Demo: FREM on the embedded synthetic cell images at 64², narrow widths, about 75 s of training on 2 CPU cores.
+"""Demo: FREM on the embedded synthetic cell images at 64², narrow widths, 40 to 110 s of training on 2 CPU cores, by CPU.
 
   --config=configs/demo.py              U-Net+SE with FREM (B=40, X=632)
   --config=configs/demo.py:baseline     U-Net+SE

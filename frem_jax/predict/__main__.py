@@ -39,7 +39,7 @@ if __name__ == '__main__':
   flags.DEFINE_string('source_dir', None, 'Instead of --input and --masks: a folder laid out like the '
                       'run\'s training data; scores every image in it (iou.json).')
   flags.DEFINE_bool('half_precision', None, 'Half precision (true: bfloat16; on the CPU wing with oneDNN '
-                    'its 3x3 convolutions only) or float32 (false) whatever the run trained in; by '
+                    'its 3x3 and transposed convolutions only) or float32 (false) whatever the run trained in; by '
                     'default as the run did (its config\'s half_precision).')
   for name in ('workdir', 'output'):
     flags.mark_flag_as_required(name)
