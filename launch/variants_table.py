@@ -22,6 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from frem_jax.report import seed_stats  # pylint: disable=wrong-import-position
+from frem_jax.report import seeds  # pylint: disable=wrong-import-position
+from frem_jax.report.tables import pct  # pylint: disable=wrong-import-position
 
 VARIANTS = {
     'frem_reestimate': 'FREM + eval.reestimate_statistics',
@@ -61,15 +63,9 @@ def variant_values(variants_dir: str) -> dict:
   return out
 
 
-def _pct(x):
-  return '–' if x is None else f'{100 * x:.2f}'
-
-
 def _cell(values: dict) -> str:
-  s = seed_stats.summary([values[k] for k in sorted(values)])
-  if s['mean'] is None:
-    return '–'
-  return _pct(s['mean']) if s['std'] is None else f'{_pct(s["mean"])} ± {_pct(s["std"])}'
+  """'mean ± std' in % of {seed: test mIoU}, as the report's tables."""
+  return seeds.cell(seed_stats.summary([values[k] for k in sorted(values)]))
 
 
 def _diff(a: dict, b: dict) -> tuple[str, dict]:
@@ -92,7 +88,7 @@ def table(study: dict, variants: dict) -> tuple[str, dict]:
   for name, label, values in rows:
     base_text, base = _diff(values, study['baseline']) if name != 'baseline' else ('', None)
     frem_text, frem = _diff(values, study['frem']) if name not in ('baseline', 'frem') else ('', None)
-    by_seed = ', '.join(_pct(values.get(s)) for s in (0, 1, 2))
+    by_seed = ', '.join(pct(values.get(s)) for s in (0, 1, 2))
     lines.append(f'| {label} | {len(values)} | {_cell(values)} | {by_seed} | {base_text} | {frem_text} |')
     data[name] = {'test_miou': seed_stats.summary([values[k] for k in sorted(values)]),
                   'seeds': sorted(values), 'minus_baseline': base, 'minus_frem': frem}
@@ -100,7 +96,7 @@ def table(study: dict, variants: dict) -> tuple[str, dict]:
   t1 = [('frem', 'FREM (study)', study.get('frem_at_test', {}))]
   t1 += [(m, VARIANTS[m], variants[m]['frem_at_test']) for m in VARIANTS if m in variants and variants[m]['frem_at_test']]
   for name, label, values in t1:
-    lines.append(f'| {label} | {len(values)} | {_cell(values)} | {", ".join(_pct(values.get(s)) for s in (0, 1, 2))} |')
+    lines.append(f'| {label} | {len(values)} | {_cell(values)} | {", ".join(pct(values.get(s)) for s in (0, 1, 2))} |')
     data.setdefault(name, {})['frem_at_test_miou'] = seed_stats.summary([values[k] for k in sorted(values)])
   costs = {m: {'reestimate_s': v['reestimate_s'], 'train_s': v['train_s']} for m, v in variants.items()}
   data['seconds'] = costs
