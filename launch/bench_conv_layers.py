@@ -44,7 +44,6 @@ import jax.numpy as jnp  # noqa: E402
 
 from frem_jax.cpu import ffi  # noqa: E402
 
-_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 
 
 def model_convs(features, image_size):
@@ -85,7 +84,7 @@ def layer_spec(layer):
   if layer == 'conv3x3':
     return model_convs, 3, implementations()
   if layer == 'upconv2x2':
-    xla = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), 'SAME', dimension_numbers=_DIMENSIONS)
+    xla = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), 'SAME', dimension_numbers=ffi.DIMENSIONS)
     return model_upconvs, 2, {
         'xla': (jnp.float32, xla),
         'kernel': (jnp.float32, ffi.upconv2x2),
@@ -104,7 +103,7 @@ def layer_spec(layer):
 
 
 def implementations():
-  xla = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
+  xla = ffi.xla_conv
   impls = {
       'xla': (jnp.float32, xla),
       'kernel': (jnp.float32, ffi.conv3x3),
@@ -145,7 +144,7 @@ def build_ops(shape):
       'fwd': {'kernel': (ffi._forward, x, k),
               'onednn': (lambda x, k: ffi._dnnl_call(ffi._DNNL_FORWARD, x.shape[:3] + (co,), f32, x, k), x, k)},
       'dx': {'kernel': (lambda dy, k: ffi._forward(dy, flip(k)) if ci % 16 == 0 else
-                        jax.lax.conv_general_dilated(dy, flip(k), (1, 1), 'SAME', dimension_numbers=_DIMENSIONS), dy, k),
+                        ffi.xla_conv(dy, flip(k)), dy, k),
              'onednn': (lambda dy, k: ffi._dnnl_call(ffi._DNNL_INPUT_GRAD, x.shape, f32, dy, k), dy, k)},
       'dw': {'kernel': (ffi._weight_grad, x, dy),
              'onednn': (lambda x, dy: ffi._dnnl_call(ffi._DNNL_WEIGHT_GRAD, k.shape, f32, x, dy), x, dy)},

@@ -34,7 +34,7 @@ _UP = 'frem_upconv2x2'
 _UP_INPUT_GRAD = 'frem_upconv2x2_dx'
 _UP_KERNEL_GRAD = 'frem_upconv2x2_dk'
 _LANES = 16  # the kernels' vector width: output channels must be a multiple of it
-_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')  # our layout: images NHWC, kernels HWIO
 # Under jax.vmap (train/population.py: K runs in one step) the kernels run once per member, unrolled: each
 # member has its own weights, so the calls cannot be merged into one bigger batch, and XLA's own
 # convolutions batched over members (grouped convolutions) were slower on our CPU (docs/population.md).
@@ -96,8 +96,9 @@ def uses_kernel(features: int, dtype) -> bool:
   return fits(features, dtype) and jax.default_backend() == 'cpu' and available()
 
 
-def _xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
+def xla_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """XLA's stride-1 'SAME' convolution in our layout (DIMENSIONS): what flax's nn.Conv computes."""
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=DIMENSIONS)
 
 
 def _call(target: str, shape: tuple, *args: jax.Array) -> jax.Array:
@@ -236,7 +237,7 @@ def _planned_fwd(x, kernel, plan):
   elif plan.forward == 'kernel':
     y = _forward(xc, kc)
   else:
-    y = _xla_conv3x3(xc, kc).astype(x.dtype)
+    y = xla_conv(xc, kc).astype(x.dtype)
   # An empty array carries the kernel's dtype (dy has x's).
   return y, (xc, kc, jnp.zeros((0,), kernel.dtype))
 
@@ -249,13 +250,13 @@ def _planned_bwd(plan, residuals, dy):
   elif plan.input_grad == 'kernel':
     dx = _forward(dyc, _flipped(kc))
   else:
-    dx = _xla_conv3x3(dyc, _flipped(kc)).astype(dy.dtype)
+    dx = xla_conv(dyc, _flipped(kc)).astype(dy.dtype)
   if plan.weight_grad == 'onednn':
     dk = _dnnl_call(_DNNL_WEIGHT_GRAD, kc.shape, jnp.float32, xc, dyc)
   elif plan.weight_grad == 'kernel':
     dk = _weight_grad(xc, dyc)
   else:
-    dk = jax.vjp(lambda k: _xla_conv3x3(xc, k), kc)[1](dyc)[0]
+    dk = jax.vjp(lambda k: xla_conv(xc, k), kc)[1](dyc)[0]
   return dx, dk.astype(kernel_dtype.dtype)
 
 

@@ -44,8 +44,6 @@ import jax.numpy as jnp
 
 from frem_jax.cpu import ffi
 
-_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
-
 
 class Conv(nn.Module):
   """Stride-1 SAME convolution with `nn.Conv`'s parameters (`kernel` [kh, kw, C, O], optional `bias`).
@@ -89,7 +87,7 @@ class Conv(nn.Module):
         x.shape[-1], self.features, self.conv_dtype or x.dtype, self.implementation)):
       y = ffi.planned_conv3x3(x, kernel, plan)
     else:
-      y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMENSIONS)
+      y = ffi.xla_conv(x, kernel)
     return y if bias is None else y + bias
 
 
