@@ -104,7 +104,7 @@ def restore_epoch(workdir: str, which: str = 'best'):
     the `steps.TrainState` of that checkpoint and its epoch.
   """
   config = workdir_lib.read_config(workdir)  # upgraded: runs saved before model.layers load too
-  data = datasets.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
+  data = datasets.load_dataset(config, datasets.data_dir_of(config, workdir))
   model = build_model(config, data.num_classes)
   state = _template(config, model, data.splits['validation'].images.shape[1:])
   manager = checkpointing.make_manager(workdir)

@@ -27,6 +27,11 @@ def default_data_dir(workdir: str) -> str:
   return os.path.join(os.path.dirname(os.path.abspath(workdir)), 'tensorflow_datasets')
 
 
+def data_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """The prepared data's folder of a run in `workdir`: `dataset.data_dir`, or by default beside the workdir."""
+  return config.dataset.data_dir or default_data_dir(workdir)
+
+
 def make_builder(ds: ml_collections.ConfigDict, data_dir: str):
   """The TFDS builder of `config.dataset` (not yet prepared)."""
   # pylint: disable=g-import-not-at-top  (tensorflow_datasets loads only when data is needed)

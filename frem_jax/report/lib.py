@@ -94,7 +94,7 @@ def _panels(runs: dict, results: dict, out: str, num_images: int, notes: list):
     return None
   ref = names[-1] if 'frem' not in names else 'frem'
   config = ml_collections.ConfigDict(results[ref]['config'])
-  data_dir = config.dataset.data_dir or datasets.default_data_dir(runs[ref])
+  data_dir = datasets.data_dir_of(config, runs[ref])
   try:
     data = datasets.load_dataset(config, data_dir)
   except UserError as e:

@@ -123,10 +123,8 @@ def _ask(trials, domain, resolved: dict, number: int) -> dict:
 
 def _with_data_dir(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
   """All trials share one prepared copy of the data: `dataset.data_dir`, or beside the sweep's folder."""
-  if config.dataset.data_dir:
-    return config
   config = config.copy_and_resolve_references()
-  config.dataset.data_dir = datasets.default_data_dir(workdir)
+  config.dataset.data_dir = datasets.data_dir_of(config, workdir)
   return config
 
 

@@ -334,9 +334,8 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, ray_address=None
   record = search_store.open_record(workdir, config, resolved)
   record['backend'] = 'ray'
   os.makedirs(workdir, exist_ok=True)
-  if not config.dataset.data_dir:  # all trials share one prepared copy of the data, beside the sweep
-    config = config.copy_and_resolve_references()
-    config.dataset.data_dir = datasets.default_data_dir(workdir)
+  config = config.copy_and_resolve_references()  # all trials share one prepared copy of the data
+  config.dataset.data_dir = datasets.data_dir_of(config, workdir)
   datasets.load_dataset(config, config.dataset.data_dir)  # prepares it once; a UserError stops here
   search_store.save(workdir, record)
 

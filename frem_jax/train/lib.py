@@ -125,7 +125,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     The results dictionary written to `workdir/results.json`.
   """
   devices = _check(config, workdir, devices)
-  data = datasets.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdir))
+  data = datasets.load_dataset(config, datasets.data_dir_of(config, workdir))
   workdir_lib.record(workdir, config)
   axis_name = parallel.PMAP_AXIS if config.parallelism == 'pmap' else None
   model = build_model(config, data.num_classes, axis_name)
@@ -429,7 +429,7 @@ def train_population(configs: Sequence[ml_collections.ConfigDict], workdirs: Seq
   config = configs[0]
   device = device or parallel.local_devices(1)[0]
   mesh = parallel.make_mesh([device])
-  data = datasets.load_dataset(config, config.dataset.data_dir or datasets.default_data_dir(workdirs[0]))
+  data = datasets.load_dataset(config, datasets.data_dir_of(config, workdirs[0]))
   for c, workdir in zip(configs, workdirs):
     workdir_lib.record(workdir, c)
   model = build_model(config, data.num_classes)
