@@ -21,7 +21,6 @@ from hyperopt import base
 from hyperopt import tpe
 import jax
 import ml_collections
-import numpy as np
 from tqdm import tqdm
 
 from frem_jax import datasets
@@ -59,8 +58,7 @@ def _run_trial(config, resolved, workdir, entry, device) -> dict:
 
 def _outcome(results: dict) -> dict:
   """The outcome fields of a trial from its results.json; ValueError if it has no validation mIoU."""
-  if results['val']['miou'] is None or not np.isfinite(results['val']['miou']):
-    raise ValueError(f'validation mIoU is {results["val"]["miou"]}')
+  search_store.check_scored(results)
   return {'status': 'ok', 'reason': None, 'val_miou': results['val']['miou'],
           'best_epoch': results['best_epoch'], 'test_miou': results['test']['miou'],
           'test_iou_per_class': results['test']['iou_per_class']}
@@ -102,7 +100,7 @@ def _run_population(config, resolved, workdir, entries, device) -> list:
 
 
 def _failed(entry: dict, error: Exception) -> dict:
-  reason = ' '.join(f'{type(error).__name__}: {error}'.split())
+  reason = search_store.failure_reason(error)
   logging.warning('Trial %d failed: %s', entry['number'], reason)
   return {'status': 'fail', 'reason': reason, 'val_miou': None, 'best_epoch': None,
           'test_miou': None, 'test_iou_per_class': None}

@@ -187,14 +187,13 @@ def trainable(params: dict, base: ml_collections.ConfigDict, workdir: str, space
 
   try:
     results = train.train_and_evaluate(trial, trial_dir, devices=devices, on_epoch=on_epoch)
-    if results['val']['miou'] is None or not math.isfinite(results['val']['miou']):
-      raise ValueError(f'validation mIoU is {results["val"]["miou"]}')
+    search_store.check_scored(results)
   except TrainingDiverged as e:
-    raise TrialFailed(' '.join(f'{type(e).__name__}: {e}'.split())) from e
+    raise TrialFailed(search_store.failure_reason(e)) from e
   except UserError:
     raise  # the user's mistake (the data on this node, say): its message is the reason
   except Exception as e:  # pylint: disable=broad-except  # recorded as a failed trial; the sweep goes on
-    raise TrialFailed(' '.join(f'{type(e).__name__}: {e}'.split())) from e
+    raise TrialFailed(search_store.failure_reason(e)) from e
   tune.report({'epoch': results['epochs_completed'], METRIC: results['val']['miou'], 'finished': True,
                'best_epoch': results['best_epoch'], 'test_miou': results['test']['miou'],
                'test_iou_per_class': results['test']['iou_per_class'],

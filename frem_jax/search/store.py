@@ -1,6 +1,7 @@
 """`trials.json`: the record of a sweep, rewritten atomically after every trial, and hyperopt's Trials rebuilt from it."""
 
 import json
+import math
 import os
 
 from hyperopt import base
@@ -17,6 +18,18 @@ FORMAT = 1
 # Config keys that may differ when a sweep is resumed: more trials, or the data moved.
 RESUMABLE_KEYS = ('search.max_evals', 'dataset.source_dir', 'dataset.data_dir', 'model.layers',
                   'search.population')
+
+
+def failure_reason(error: BaseException) -> str:
+  """A failed trial's `reason` in the record: the error's type and message, on one line."""
+  return ' '.join(f'{type(error).__name__}: {error}'.split())
+
+
+def check_scored(results: dict) -> None:
+  """ValueError unless a trial's results.json has a finite validation mIoU: one that scored nothing failed."""
+  miou = results['val']['miou']
+  if miou is None or not math.isfinite(miou):
+    raise ValueError(f'validation mIoU is {miou}')
 
 
 def load(workdir: str) -> dict:
