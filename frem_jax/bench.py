@@ -9,7 +9,6 @@ names the precision and the layers that ran ('precision', 'layers_used', 'cpu_ke
 """
 
 import json
-import os
 
 from absl import app
 from absl import flags
@@ -44,8 +43,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  import configs  # pylint: disable=g-import-not-at-top
-  cli.define_config_flag(default=os.path.join(os.path.dirname(configs.__file__), 'default.py'))
+  cli.define_config_flag(default=cli.default_config_file())
   flags.DEFINE_list('batch_sizes', ['1', '4', '8'], 'Training batch sizes to time.')
   flags.DEFINE_list('infer_batch_sizes', ['8'], 'Inference batch sizes to time.')
   flags.DEFINE_integer('steps', 5, 'Timed steps per batch size (>= 5 for a median).')

@@ -68,6 +68,12 @@ def config_from_flag(name: str = 'config'):
     sys.exit(1)
 
 
+def default_config_file() -> str:
+  """The path of configs/default.py, the benchmarks' default `--config`."""
+  import configs  # pylint: disable=g-import-not-at-top
+  return os.path.join(os.path.dirname(configs.__file__), 'default.py')
+
+
 def define_config_flag(required: bool = True, default: str = None) -> None:
   """Defines `--config` (a config file with `--config.<key>=value` overrides), optionally with a default file.
 

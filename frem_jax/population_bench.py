@@ -11,7 +11,6 @@ Members differ in B (FREM on), as in a (B, X) sweep.
 """
 
 import json
-import os
 import platform
 import resource
 import statistics
@@ -138,8 +137,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  import configs  # pylint: disable=g-import-not-at-top
-  cli.define_config_flag(default=os.path.join(os.path.dirname(configs.__file__), 'default.py'))
+  cli.define_config_flag(default=cli.default_config_file())
   flags.DEFINE_list('population', ['1', '2', '4'], 'Population sizes K to time.')
   flags.DEFINE_integer('steps', 3, 'Timed steps per K.')
   flags.DEFINE_integer('warmup', 1, 'Untimed steps after compilation.')
