@@ -45,7 +45,6 @@ import jax.numpy as jnp  # noqa: E402
 from frem_jax.cpu import ffi  # noqa: E402
 
 
-
 def model_convs(features, image_size):
   """[(resolution, c_in, c_out, count)] of the U-Net+SE's 3x3 convolutions (1 input channel)."""
   shapes = {}

@@ -11,7 +11,7 @@
 #   --out=DIR      where everything goes (default repro/DATASET, or repro/DATASET_quick)
 #   --quick        a smoke run of the whole protocol, NOT the paper's: 8 epochs, widths
 #                  (8, 16, 32, 64, 128), 32 tiles per split, 3 trials per search; about
-#                  8.5 minutes on 2 CPU cores on the Drosophila data
+#                  8 minutes on 2 CPU cores on the Drosophila data
 #   --python=PY    the Python of the environment with frem_jax (default .venv/bin/python or python3)
 #   --dry-run      print the commands, run nothing
 #   -- ...         config overrides passed to every run and search

@@ -39,6 +39,7 @@ def test_comma_list_of_sizes_is_checked_in_one_line(values, message):
 
 @pytest.mark.parametrize('module,flag,message', [
     ('frem_jax.bench', '--steps=4', 'error: --steps=4: medians need at least 5 timed steps'),
+    ('frem_jax.bench', '--warmup=-1', 'error: --warmup=-1 must be >= 0'),
     ('frem_jax.population_bench', '--steps=0', 'error: --steps=0 must be >= 1'),
     ('frem_jax.population_bench', '--warmup=-1', 'error: --warmup=-1 must be >= 0'),
     ('frem_jax.population_bench', '--steps_per_trial=0', 'error: --steps_per_trial=0 must be >= 1'),

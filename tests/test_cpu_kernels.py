@@ -105,7 +105,7 @@ def _assert_same_values_and_gradients(ours, reference, seed, shape, kernel_size,
 
 
 def _xla_reference(a, b):
-  return jax.lax.conv_general_dilated(a, b, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+  return jax.lax.conv_general_dilated(a, b, (1, 1), 'SAME', dimension_numbers=cpu_conv.DIMENSIONS,
                                       precision=jax.lax.Precision.HIGHEST)
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from configs import default
 from frem_jax import workdir
-from frem_jax.search import store as search_store
 from frem_jax.errors import UserError
+from frem_jax.search import store as search_store
 
 
 def _saved_without(tmp_path, *dotted):

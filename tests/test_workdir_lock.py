@@ -190,9 +190,8 @@ def hold_as_another_process(folder, pid=4242):
 @pytest.mark.parametrize('write,flag', [
     (lambda out: predict.predict_files('no_run', 'no_input', out), '--output'),
     (lambda out: report.write_report({}, [], out), '--out'),
-    (lambda out: train.train_population([tiny_config()], [out]), '--workdir'),
 ])
-def test_predict_report_and_a_population_refuse_a_held_folder_before_anything(tmp_path, write, flag):
+def test_predict_and_report_refuse_a_held_folder_before_anything(tmp_path, write, flag):
   out = str(tmp_path / 'out')
   fd = hold_as_another_process(out)
   try:
@@ -203,6 +202,20 @@ def test_predict_report_and_a_population_refuse_a_held_folder_before_anything(tm
   assert str(e.value) == (f'{flag}={out} is in use by process 4242 on host elsewhere (since noon); '
                           'wait for it to finish, or use another folder')
   assert os.listdir(out) == ['.lock']
+
+
+def test_a_population_with_a_held_member_is_refused_and_its_other_members_left_as_they_were(tmp_path):
+  first, held = str(tmp_path / 'member0'), str(tmp_path / 'member1')
+  fd = hold_as_another_process(held)
+  try:
+    with pytest.raises(UserError) as e:
+      train.train_population([tiny_config(), tiny_config(**{'frem.factor': 10.0})], [first, held])
+  finally:
+    os.close(fd)
+  assert str(e.value) == (f'--workdir={held} is in use by process 4242 on host elsewhere (since noon); '
+                          'wait for it to finish, or use another folder')
+  assert not os.path.exists(first)  # its lock was taken, then released with the folder it made
+  assert os.listdir(held) == ['.lock']
 
 
 def test_a_process_takes_its_own_lock_again_and_removes_what_it_created(tmp_path):
