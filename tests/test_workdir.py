@@ -66,3 +66,13 @@ def test_a_folder_left_by_a_process_killed_while_writing_its_config_counts_as_em
   (run / 'notes.txt').write_text('mine')
   with pytest.raises(UserError, match='is not empty and holds no config.json'):
     workdir.check(str(run), default.get_config())
+
+
+def test_a_runs_data_folder_is_absolute_its_own_or_beside_the_workdir(tmp_path, monkeypatch):
+  """A sweep hands it to trials that may start in other folders (Ray's workers do)."""
+  from frem_jax import datasets  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(tmp_path)
+  config = default.get_config()
+  assert datasets.data_dir_of(config, 'sweeps/demo') == str(tmp_path / 'sweeps' / 'tensorflow_datasets')
+  config.dataset.data_dir = 'prepared'
+  assert datasets.data_dir_of(config, 'sweeps/demo') == str(tmp_path / 'prepared')

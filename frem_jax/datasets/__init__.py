@@ -28,8 +28,11 @@ def default_data_dir(workdir: str) -> str:
 
 
 def data_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """The prepared data's folder of a run in `workdir`: `dataset.data_dir`, or by default beside the workdir."""
-  return config.dataset.data_dir or default_data_dir(workdir)
+  """The prepared data's folder of a run in `workdir`: `dataset.data_dir`, or by default beside the workdir.
+
+  Absolute: a sweep hands it to trials that may run in other folders (Ray's workers do).
+  """
+  return os.path.abspath(config.dataset.data_dir) if config.dataset.data_dir else default_data_dir(workdir)
 
 
 def make_builder(ds: ml_collections.ConfigDict, data_dir: str):
