@@ -29,8 +29,7 @@ def main(argv):
   with cli.user_errors_exit():
     if FLAGS.steps < 5:
       raise UserError(f'--steps={FLAGS.steps}: medians need at least 5 timed steps')
-    if FLAGS.warmup < 0:
-      raise UserError(f'--warmup={FLAGS.warmup} must be >= 0')
+    cli.check_at_least('warmup', FLAGS.warmup, 0)
     batch_sizes = cli.positive_ints('batch_sizes', FLAGS.batch_sizes, 'batch sizes')
     infer_batch_sizes = cli.positive_ints('infer_batch_sizes', FLAGS.infer_batch_sizes, 'batch sizes')
     config = cli.config_from_flag('config')

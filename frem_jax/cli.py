@@ -137,6 +137,12 @@ def quiet_library_logs() -> None:
   datasets.show_tfds_progress(False)
 
 
+def check_at_least(flag: str, value: int, minimum: int) -> None:
+  """UserError naming `--flag=value` unless value >= minimum."""
+  if value < minimum:
+    raise UserError(f'--{flag}={value} must be >= {minimum}')
+
+
 def positive_ints(flag: str, values: list, what: str = 'sizes') -> list[int]:
   """The integers of a comma-list flag's `values`, or a UserError naming the flag (e.g. `--batch_sizes=4,x`)."""
   try:

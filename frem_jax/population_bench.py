@@ -29,7 +29,6 @@ from frem_jax.build import build_model
 from frem_jax.config_validation import validate_config
 from frem_jax.cpu import benchmark
 from frem_jax.cpu import ffi
-from frem_jax.errors import UserError
 from frem_jax.train import population
 
 
@@ -111,11 +110,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   cli.begin(argv, times_compiles=True)  # its compile_s must be a compile, not a load from the cache
   with cli.user_errors_exit():
-    for name in ('steps', 'steps_per_trial'):
-      if FLAGS[name].value < 1:
-        raise UserError(f'--{name}={FLAGS[name].value} must be >= 1')
-    if FLAGS.warmup < 0:
-      raise UserError(f'--warmup={FLAGS.warmup} must be >= 0')
+    cli.check_at_least('steps', FLAGS.steps, 1)
+    cli.check_at_least('steps_per_trial', FLAGS.steps_per_trial, 1)
+    cli.check_at_least('warmup', FLAGS.warmup, 0)
     populations = cli.positive_ints('population', FLAGS.population, 'sizes K')
     config = cli.config_from_flag('config')
     validate_config(config)

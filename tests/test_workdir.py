@@ -76,3 +76,7 @@ def test_a_runs_data_folder_is_absolute_its_own_or_beside_the_workdir(tmp_path, 
   assert datasets.data_dir_of(config, 'sweeps/demo') == str(tmp_path / 'sweeps' / 'tensorflow_datasets')
   config.dataset.data_dir = 'prepared'
   assert datasets.data_dir_of(config, 'sweeps/demo') == str(tmp_path / 'prepared')
+  config.dataset.source_dir = 'raw'
+  shared = datasets.with_data_dir(config, 'sweeps/demo')  # what a sweep hands its trials
+  assert (shared.dataset.data_dir, shared.dataset.source_dir) == (str(tmp_path / 'prepared'), str(tmp_path / 'raw'))
+  assert config.dataset.source_dir == 'raw'  # a copy: the sweep's own config is as it was

@@ -35,6 +35,18 @@ def data_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
   return os.path.abspath(config.dataset.data_dir) if config.dataset.data_dir else default_data_dir(workdir)
 
 
+def with_data_dir(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+  """A copy of `config` whose data folders are absolute, `dataset.data_dir` set (`data_dir_of`).
+
+  A sweep's trials share one prepared copy of the data, and may run in other folders (Ray's workers do).
+  """
+  config = config.copy_and_resolve_references()
+  config.dataset.data_dir = data_dir_of(config, workdir)
+  if config.dataset.source_dir:
+    config.dataset.source_dir = os.path.abspath(config.dataset.source_dir)
+  return config
+
+
 def make_builder(ds: ml_collections.ConfigDict, data_dir: str):
   """The TFDS builder of `config.dataset` (not yet prepared)."""
   # pylint: disable=g-import-not-at-top  (tensorflow_datasets loads only when data is needed)

@@ -119,13 +119,6 @@ def _ask(trials, domain, resolved: dict, number: int) -> dict:
   return entry
 
 
-def _with_data_dir(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
-  """All trials share one prepared copy of the data: `dataset.data_dir`, or beside the sweep's folder."""
-  config = config.copy_and_resolve_references()
-  config.dataset.data_dir = datasets.data_dir_of(config, workdir)
-  return config
-
-
 @workdir_lock.holding('workdir', '--workdir')  # the sweep's folder; each trial also locks its own
 def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
   """Runs (or continues) the sweep of `config.search` in `workdir`; returns the final record.
@@ -137,7 +130,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, devices=None) ->
   workdir_lib.check_not_a_file(workdir)
   record = search_store.open_record(workdir, config, resolved)
   os.makedirs(workdir, exist_ok=True)
-  config = _with_data_dir(config, workdir)
+  config = datasets.with_data_dir(config, workdir)  # all trials share one prepared copy of the data
   datasets.load_dataset(config, config.dataset.data_dir)  # prepares it once; a UserError stops here
   domain = base.Domain(lambda _: 0.0, search_space.hyperopt_space(resolved))
   trials = search_store.hyperopt_trials(record, domain)

@@ -333,10 +333,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, ray_address=None
   record = search_store.open_record(workdir, config, resolved)
   record['backend'] = 'ray'
   os.makedirs(workdir, exist_ok=True)
-  config = config.copy_and_resolve_references()  # all trials share one prepared copy of the data
-  config.dataset.data_dir = datasets.data_dir_of(config, workdir)
-  if config.dataset.source_dir:  # Ray's workers start in their own folders
-    config.dataset.source_dir = os.path.abspath(config.dataset.source_dir)
+  config = datasets.with_data_dir(config, workdir)  # all trials share one prepared copy of the data
   datasets.load_dataset(config, config.dataset.data_dir)  # prepares it once; a UserError stops here
   search_store.save(workdir, record)
 
