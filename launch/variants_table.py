@@ -8,7 +8,9 @@ DIR holds `seed<N>/<method>/results.json` as `launch/study.sh --methods=...` wri
 baseline and FREM runs come from its committed report (`seed_stats.table_iou` and
 `seed_stats.table1`), so nothing is retrained. Prints a markdown table of test mIoU [%]: mean ±
 std, n, the values by seed, and the paired difference to the baseline (and to the study's FREM)
-with its 95 % Student-t interval; then Table 1 (FREM kept on at test) for the FREM variants.
+with its 95 % Student-t interval; for FREM with re-estimated statistics also the difference to the
+control, the baseline with re-estimated statistics (the fix on both sides); then Table 1 (FREM
+kept on at test) for the FREM variants.
 Seeds that only one side has are not paired; the table says how many were.
 """
 
@@ -31,6 +33,7 @@ VARIANTS = {
     'frem_step_reestimate': "FREM + redraw='step' + reestimate_statistics",
     'baseline_reestimate': 'baseline + eval.reestimate_statistics',
 }
+CONTROL = 'baseline_reestimate'  # re-estimates the baseline's statistics: the rows that re-estimate FREM's are paired with it
 
 
 def study_values(report: dict) -> dict:
@@ -80,18 +83,24 @@ def _diff(a: dict, b: dict) -> tuple[str, dict]:
 
 def table(study: dict, variants: dict) -> tuple[str, dict]:
   """The markdown table (rows: the study's baseline and FREM, then each variant) and its data."""
-  lines = ['| run | n | test mIoU [%] | by seed 0, 1, 2 | − baseline, 95 % CI | − FREM (study), 95 % CI |',
-           '|---|---|---|---|---|---|']
+  lines = ['| run | n | test mIoU [%] | by seed 0, 1, 2 | − baseline, 95 % CI | − FREM (study), 95 % CI '
+           '| − baseline + reestimate_statistics, 95 % CI |',
+           '|---|---|---|---|---|---|---|']
+  control = variants.get(CONTROL, {}).get('test')
   data = {}
   rows = [('baseline', 'baseline (study)', study['baseline']), ('frem', 'FREM, B = 8, X = 250 (study)', study['frem'])]
   rows += [(m, VARIANTS[m], variants[m]['test']) for m in VARIANTS if m in variants]
   for name, label, values in rows:
     base_text, base = _diff(values, study['baseline']) if name != 'baseline' else ('', None)
-    frem_text, frem = _diff(values, study['frem']) if name not in ('baseline', 'frem') else ('', None)
+    frem_text, frem = _diff(values, study['frem']) if name.startswith('frem_') else ('', None)
+    paired_with_control = control and name.startswith('frem_') and name.endswith('_reestimate')
+    control_text, minus_control = _diff(values, control) if paired_with_control else ('', None)
     by_seed = ', '.join(pct(values.get(s)) for s in (0, 1, 2))
-    lines.append(f'| {label} | {len(values)} | {_cell(values)} | {by_seed} | {base_text} | {frem_text} |')
+    lines.append(f'| {label} | {len(values)} | {_cell(values)} | {by_seed} | {base_text} | {frem_text} '
+                 f'| {control_text} |')
     data[name] = {'test_miou': seed_stats.summary([values[k] for k in sorted(values)]),
-                  'seeds': sorted(values), 'minus_baseline': base, 'minus_frem': frem}
+                  'seeds': sorted(values), 'minus_baseline': base, 'minus_frem': frem,
+                  'minus_control': minus_control}
   lines += ['', '| Table 1: FREM kept on at test | n | test mIoU [%] | by seed 0, 1, 2 |', '|---|---|---|---|']
   t1 = [('frem', 'FREM (study)', study.get('frem_at_test', {}))]
   t1 += [(m, VARIANTS[m], variants[m]['frem_at_test']) for m in VARIANTS if m in variants and variants[m]['frem_at_test']]

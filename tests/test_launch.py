@@ -380,6 +380,8 @@ def test_variants_table_pairs_each_variant_with_the_studys_baseline_by_seed(tmp_
   for seed, (value, on) in enumerate([(0.71, 0.61), (0.74, 0.62), (0.75, 0.63)]):
     _write_run(str(tmp_path / 'v' / f'seed{seed}' / 'frem_step'), seed, value, on)
   _write_run(str(tmp_path / 'v' / 'seed2' / 'baseline_reestimate'), 2, 0.70)  # seed 2 only
+  for seed, value in enumerate([0.66, 0.71, 0.73]):
+    _write_run(str(tmp_path / 'v' / f'seed{seed}' / 'frem_reestimate'), seed, value)
   code, out, err = run_variants_table(monkeypatch, capsys, f'--variants={tmp_path / "v"}',
                                       f'--study={tmp_path / "report.json"}', f'--json={tmp_path / "t.json"}')
   assert code == 0, err
@@ -391,8 +393,16 @@ def test_variants_table_pairs_each_variant_with_the_studys_baseline_by_seed(tmp_
   assert step['frem_at_test_miou']['values'] == pytest.approx([0.61, 0.62, 0.63])
   lone = data['baseline_reestimate']['minus_baseline']
   assert lone['n'] == 1 and lone['ci'] is None and lone['differences'] == pytest.approx([-0.04])
+  # FREM with re-estimated statistics against the control, on the one seed both have.
+  fixed = data['frem_reestimate']['minus_control']
+  assert fixed['n'] == 1 and fixed['differences'] == pytest.approx([0.03])
+  assert step['minus_control'] is None and data['baseline_reestimate']['minus_control'] is None
+  assert data['baseline_reestimate']['minus_frem'] is None  # the control is no FREM variant
+  assert '| FREM + eval.reestimate_statistics | 3 | 70.00 ± 3.61 | 66.00, 71.00, 73.00 |' in out
+  assert out.splitlines()[[l.startswith('| FREM + eval.re') for l in out.splitlines()].index(True)].endswith(
+      '| +3.00 (n = 1) |')
   assert "| FREM + frem.redraw='step' | 3 | 73.33 ± 2.08 | 71.00, 74.00, 75.00 | +1.33 [" in out
-  assert '| baseline + eval.reestimate_statistics | 1 | 70.00 | –, –, 70.00 | -4.00 (n = 1) |' in out
+  assert '| baseline + eval.reestimate_statistics | 1 | 70.00 | –, –, 70.00 | -4.00 (n = 1) |  |  |' in out
 
 
 @pytest.mark.parametrize('report, runs, message', [
