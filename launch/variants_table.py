@@ -84,7 +84,7 @@ def _diff(a: dict, b: dict) -> tuple[str, dict]:
 def table(study: dict, variants: dict) -> tuple[str, dict]:
   """The markdown table (rows: the study's baseline and FREM, then each variant) and its data."""
   lines = ['| run | n | test mIoU [%] | by seed 0, 1, 2 | − baseline, 95 % CI | − FREM (study), 95 % CI '
-           '| − baseline + reestimate_statistics, 95 % CI |',
+           '| − (baseline + reestimate_statistics), 95 % CI |',
            '|---|---|---|---|---|---|---|']
   control = variants.get(CONTROL, {}).get('test')
   data = {}
