@@ -9,8 +9,8 @@ baseline and FREM runs come from its committed report (`seed_stats.table_iou` an
 `seed_stats.table1`), so nothing is retrained. Prints a markdown table of test mIoU [%]: mean ±
 std, n, the values by seed, and the paired difference to the baseline (and to the study's FREM)
 with its 95 % Student-t interval; for FREM with re-estimated statistics also the difference to the
-control, the baseline with re-estimated statistics (the fix on both sides); then Table 1 (FREM
-kept on at test) for the FREM variants.
+control, the baseline with re-estimated statistics (the fix on both sides); and, for the FREM
+rows, Table 1's test mIoU with FREM kept on at test, mean ± std and by seed.
 Seeds that only one side has are not paired; the table says how many were.
 """
 
@@ -84,9 +84,11 @@ def _diff(a: dict, b: dict) -> tuple[str, dict]:
 def table(study: dict, variants: dict) -> tuple[str, dict]:
   """The markdown table (rows: the study's baseline and FREM, then each variant) and its data."""
   lines = ['| run | n | test mIoU [%] | by seed 0, 1, 2 | − baseline, 95 % CI | − FREM (study), 95 % CI '
-           '| − (baseline + reestimate_statistics), 95 % CI |',
-           '|---|---|---|---|---|---|---|']
+           '| − (baseline + reestimate_statistics), 95 % CI | Table 1: FREM kept on at test [%], by seed 0, 1, 2 |',
+           '|---|---|---|---|---|---|---|---|']
   control = variants.get(CONTROL, {}).get('test')
+  kept_on = {'frem': study.get('frem_at_test', {})}
+  kept_on.update({m: v['frem_at_test'] for m, v in variants.items() if v['frem_at_test']})
   data = {}
   rows = [('baseline', 'baseline (study)', study['baseline']), ('frem', 'FREM, B = 8, X = 250 (study)', study['frem'])]
   rows += [(m, VARIANTS[m], variants[m]['test']) for m in VARIANTS if m in variants]
@@ -96,17 +98,15 @@ def table(study: dict, variants: dict) -> tuple[str, dict]:
     paired_with_control = control and name.startswith('frem_') and name.endswith('_reestimate')
     control_text, minus_control = _diff(values, control) if paired_with_control else ('', None)
     by_seed = ', '.join(pct(values.get(s)) for s in (0, 1, 2))
+    on = kept_on.get(name)
+    on_text = f'{_cell(on)} ({", ".join(pct(on.get(s)) for s in (0, 1, 2))})' if on else ''
     lines.append(f'| {label} | {len(values)} | {_cell(values)} | {by_seed} | {base_text} | {frem_text} '
-                 f'| {control_text} |')
+                 f'| {control_text} | {on_text} |')
     data[name] = {'test_miou': seed_stats.summary([values[k] for k in sorted(values)]),
                   'seeds': sorted(values), 'minus_baseline': base, 'minus_frem': frem,
                   'minus_control': minus_control}
-  lines += ['', '| Table 1: FREM kept on at test | n | test mIoU [%] | by seed 0, 1, 2 |', '|---|---|---|---|']
-  t1 = [('frem', 'FREM (study)', study.get('frem_at_test', {}))]
-  t1 += [(m, VARIANTS[m], variants[m]['frem_at_test']) for m in VARIANTS if m in variants and variants[m]['frem_at_test']]
-  for name, label, values in t1:
-    lines.append(f'| {label} | {len(values)} | {_cell(values)} | {", ".join(pct(values.get(s)) for s in (0, 1, 2))} |')
-    data.setdefault(name, {})['frem_at_test_miou'] = seed_stats.summary([values[k] for k in sorted(values)])
+    if on:
+      data[name]['frem_at_test_miou'] = seed_stats.summary([on[k] for k in sorted(on)])
   costs = {m: {'reestimate_s': v['reestimate_s'], 'train_s': v['train_s']} for m, v in variants.items()}
   data['seconds'] = costs
   return '\n'.join(lines), data

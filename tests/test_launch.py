@@ -400,7 +400,12 @@ def test_variants_table_pairs_each_variant_with_the_studys_baseline_by_seed(tmp_
   assert data['baseline_reestimate']['minus_frem'] is None  # the control is no FREM variant
   assert '| FREM + eval.reestimate_statistics | 3 | 70.00 ± 3.61 | 66.00, 71.00, 73.00 |' in out
   assert out.splitlines()[[l.startswith('| FREM + eval.re') for l in out.splitlines()].index(True)].endswith(
-      '| +3.00 (n = 1) |')
+      '| +3.00 (n = 1) |  |')
+  # Table 1 (FREM kept on at test) is the last column of the FREM rows: the study's from its report.
+  rows = {l.split(' | ')[0]: l for l in out.splitlines()}
+  assert rows["| FREM + frem.redraw='step'"].endswith('| 62.00 ± 1.00 (61.00, 62.00, 63.00) |')
+  assert rows['| FREM, B = 8, X = 250 (study)'].endswith('| 40.00 ± 10.00 (50.00, 40.00, 30.00) |')
+  assert data['frem']['frem_at_test_miou']['values'] == pytest.approx([0.5, 0.4, 0.3])
   assert "| FREM + frem.redraw='step' | 3 | 73.33 ± 2.08 | 71.00, 74.00, 75.00 | +1.33 [" in out
   assert '| baseline + eval.reestimate_statistics | 1 | 70.00 | –, –, 70.00 | -4.00 (n = 1) |  |  |' in out
 
