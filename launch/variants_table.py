@@ -66,9 +66,19 @@ def variant_values(variants_dir: str) -> dict:
   return out
 
 
+def _summary(values: dict) -> dict:
+  """seed_stats.summary of {seed: test mIoU}, in seed order."""
+  return seed_stats.summary([values[k] for k in sorted(values)])
+
+
 def _cell(values: dict) -> str:
   """'mean ± std' in % of {seed: test mIoU}, as the report's tables."""
-  return seeds.cell(seed_stats.summary([values[k] for k in sorted(values)]))
+  return seeds.cell(_summary(values))
+
+
+def _by_seed(values: dict) -> str:
+  """The values of seeds 0, 1, 2 in %, '–' for a seed without one."""
+  return ', '.join(pct(values.get(s)) for s in (0, 1, 2))
 
 
 def _diff(a: dict, b: dict) -> tuple[str, dict]:
@@ -97,16 +107,15 @@ def table(study: dict, variants: dict) -> tuple[str, dict]:
     frem_text, frem = _diff(values, study['frem']) if name.startswith('frem_') else ('', None)
     paired_with_control = control and name.startswith('frem_') and name.endswith('_reestimate')
     control_text, minus_control = _diff(values, control) if paired_with_control else ('', None)
-    by_seed = ', '.join(pct(values.get(s)) for s in (0, 1, 2))
     on = kept_on.get(name)
-    on_text = f'{_cell(on)} ({", ".join(pct(on.get(s)) for s in (0, 1, 2))})' if on else ''
-    lines.append(f'| {label} | {len(values)} | {_cell(values)} | {by_seed} | {base_text} | {frem_text} '
+    on_text = f'{_cell(on)} ({_by_seed(on)})' if on else ''
+    lines.append(f'| {label} | {len(values)} | {_cell(values)} | {_by_seed(values)} | {base_text} | {frem_text} '
                  f'| {control_text} | {on_text} |')
-    data[name] = {'test_miou': seed_stats.summary([values[k] for k in sorted(values)]),
+    data[name] = {'test_miou': _summary(values),
                   'seeds': sorted(values), 'minus_baseline': base, 'minus_frem': frem,
                   'minus_control': minus_control}
     if on:
-      data[name]['frem_at_test_miou'] = seed_stats.summary([on[k] for k in sorted(on)])
+      data[name]['frem_at_test_miou'] = _summary(on)
   costs = {m: {'reestimate_s': v['reestimate_s'], 'train_s': v['train_s']} for m, v in variants.items()}
   data['seconds'] = costs
   return '\n'.join(lines), data
