@@ -15,7 +15,8 @@ as often as the model has it), the forward pass and the forward + backward pass 
 and kernel gradients; the first layer's input gradient is not computed, as in training)
 of:
   xla          jax.lax.conv_general_dilated, float32
-  kernel       frem_jax.cpu.ffi.conv3x3 (the project's hand-written kernels)
+  kernel       the project's hand-written weight gradient, with XLA's forward and input gradient
+               (its forward kernel was removed on 2026-12-08: oneDNN's was faster on every CPU measured)
   onednn       frem_jax.cpu.ffi.onednn_conv3x3, float32
   auto         the layers' default plan: oneDNN's forward and input gradient, our weight gradient
                on AMD's CPUs where our kernels were built for AVX-512 (elsewhere oneDNN's: the
@@ -105,7 +106,7 @@ def implementations():
   xla = ffi.xla_conv
   impls = {
       'xla': (jnp.float32, xla),
-      'kernel': (jnp.float32, ffi.conv3x3),
+      'kernel': (jnp.float32, lambda x, k: ffi.planned_conv3x3(x, k, ffi.Plan('xla', 'xla', 'kernel'))),
       'onednn': (jnp.float32, ffi.onednn_conv3x3),
       'auto': (jnp.float32, lambda x, k: ffi.planned_conv3x3(
           x, k, ffi.conv3x3_plan(x.shape[3], k.shape[3], x.dtype))),
@@ -131,7 +132,7 @@ def build(fn, dtype, shape, input_grad, size=3):
 
 
 def build_ops(shape):
-  """{'fwd'|'dx'|'dw': {impl: thunk}} for the kernel and oneDNN (float32), each op alone."""
+  """{'fwd'|'dx'|'dw': {impl: thunk}}: XLA's (forward, input gradient) or our kernel (weight gradient) and oneDNN's, float32, each op alone."""
   n, res, ci, co = shape
   kx, kk, kg = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (n, res, res, ci), jnp.float32)
@@ -140,10 +141,9 @@ def build_ops(shape):
   flip = lambda k: jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2)
   f32 = jnp.float32
   ops = {
-      'fwd': {'kernel': (ffi._forward, x, k),
+      'fwd': {'xla': (ffi.xla_conv, x, k),
               'onednn': (lambda x, k: ffi._dnnl_call(ffi._DNNL_FORWARD, x.shape[:3] + (co,), f32, x, k), x, k)},
-      'dx': {'kernel': (lambda dy, k: ffi._forward(dy, flip(k)) if ci % 16 == 0 else
-                        ffi.xla_conv(dy, flip(k)), dy, k),
+      'dx': {'xla': (lambda dy, k: ffi.xla_conv(dy, flip(k)), dy, k),
              'onednn': (lambda dy, k: ffi._dnnl_call(ffi._DNNL_INPUT_GRAD, x.shape, f32, dy, k), dy, k)},
       'dw': {'kernel': (ffi._weight_grad, x, dy),
              'onednn': (lambda x, dy: ffi._dnnl_call(ffi._DNNL_WEIGHT_GRAD, k.shape, f32, x, dy), x, dy)},
@@ -158,8 +158,8 @@ def build_ops(shape):
 
 
 def per_op(args, features):
-  """Times fwd, dx and dw alone for the kernel and oneDNN, interleaved; prints a table."""
-  print('| layer | count | fwd kernel | fwd onednn | dx kernel | dx onednn | dw kernel | dw onednn |')
+  """Times fwd, dx and dw alone, XLA's or our kernel against oneDNN, interleaved; prints a table."""
+  print('| layer | count | fwd xla | fwd onednn | dx xla | dx onednn | dw kernel | dw onednn |')
   print('|---' * 8 + '|')
   total = {}
   for res, ci, co, count in model_convs(features, args.image_size):
@@ -197,7 +197,7 @@ def main():
   p.add_argument('--json', default='')
   p.add_argument('--layer', default='conv3x3', choices=('conv3x3', 'upconv2x2', 'max_pool'))
   p.add_argument('--per_op', action='store_true',
-                 help='instead: forward, input gradient and kernel gradient alone, kernel vs oneDNN (float32)')
+                 help="instead: forward, input gradient and kernel gradient alone, XLA's or our kernel vs oneDNN (float32)")
   args = p.parse_args()
   features = [int(f) for f in args.features.split(',')]
   shapes_of, size, impls = layer_spec(args.layer)

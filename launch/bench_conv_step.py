@@ -9,8 +9,9 @@ set per candidate (frem_jax/cpu/layers.py: 'auto', 'onednn', 'kernel', 'xla',
 'onednn_bf16'); everything else (up-convolutions, pooling, norm) is the same. Each round
 runs one train step (FREM on, as `python -m frem_jax.bench`) of every candidate in turn;
 medians and minima over `--rounds` rounds after two warm-up rounds. Prints one JSON line.
-`--without_onednn` plans as an install without oneDNN (`pip install -e .`) does: oneDNN is
-turned off in this process, so 'auto' is our kernels or XLA's (`ffi.conv3x3_plan`).
+`--without_onednn` plans as an install without oneDNN (off Linux x86_64) does: oneDNN is
+turned off in this process, so 'auto' is XLA's convolutions with or without our weight
+gradient (`ffi.conv3x3_plan`).
 """
 
 import argparse

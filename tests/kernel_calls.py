@@ -18,28 +18,27 @@ def train_targets() -> frozenset:
 
   The 3x3 conv's, as `ffi.conv3x3_plan` puts them: with oneDNN its forward and
   input gradient, our weight gradient on AMD's CPUs with AVX-512 and oneDNN's
-  elsewhere; without it ours (forward, which also computes the input gradient,
-  and weight gradient) where they were built for AVX-512, else none (XLA's).
+  elsewhere; without it XLA's forward and input gradient, with our weight
+  gradient where it was built for AVX-512.
   And the 2x2 up-conv forward, input and kernel gradients (`ffi.upconv2x2_plan`:
   ours, or oneDNN's where our kernels were not built for AVX-512).
   Derived from the plans, so the wiring tests check that the layers follow them;
   which plan is right is checked by test_cpu_kernels.py's test_layer_choice.
   """
   plan = ffi.conv3x3_plan(32, 32, 'float32')
-  if plan is None:
-    conv = set()
-  elif plan.forward == 'onednn':
-    conv = {'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx',
-            'frem_conv3x3_dw' if plan.weight_grad == 'kernel' else 'frem_dnnl_conv3x3_dw'}
-  else:
-    conv = {'frem_conv3x3', 'frem_conv3x3_dw'}
+  conv = set()
+  if plan is not None:
+    if plan.forward == 'onednn':
+      conv |= {'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx'}
+    conv.add({'kernel': 'frem_conv3x3_dw', 'onednn': 'frem_dnnl_conv3x3_dw'}.get(plan.weight_grad))
+    conv.discard(None)
   return frozenset({*conv, *_up(train=True)})
 
 
 def inference_targets() -> frozenset:
-  """The XLA FFI targets of the CPU wing's inference: the 3x3 conv forward (where not XLA's) and the 2x2 up-conv forward."""
+  """The XLA FFI targets of the CPU wing's inference: oneDNN's 3x3 conv forward (where planned) and the 2x2 up-conv forward."""
   plan = ffi.conv3x3_plan(32, 32, 'float32')
-  conv = set() if plan is None else {'frem_dnnl_conv3x3' if plan.forward == 'onednn' else 'frem_conv3x3'}
+  conv = {'frem_dnnl_conv3x3'} if plan is not None and plan.forward == 'onednn' else set()
   return frozenset({*conv, *_up(train=False)})
 
 

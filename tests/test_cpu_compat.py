@@ -71,7 +71,7 @@ def test_refused_kernels_mean_xla_convolutions(monkeypatch):
     assert not cpu_conv.available()
     assert not cpu_conv.uses_kernel(32, jnp.float32)
     with pytest.raises(RuntimeError, match='this jaxlib refused them'):
-      cpu_conv.conv3x3(jnp.ones((1, 4, 4, 16)), jnp.ones((3, 3, 16, 16)))
+      cpu_conv.upconv2x2(jnp.ones((1, 4, 4, 16)), jnp.ones((2, 2, 16, 16)))
     # The CPU wing's layers then compute with XLA's convolutions.
     y, _ = Conv(16, (3, 3), use_bias=False).init_with_output(jax.random.key(0), jnp.ones((1, 4, 4, 16)))
     assert y.shape == (1, 4, 4, 16)

@@ -1,4 +1,4 @@
-"""The CPU wing: its kernels and oneDNN's equal XLA's convolutions, forward and both gradients; its layers equal flax's."""
+"""The CPU wing: oneDNN's convolutions and our kernels equal XLA's, forward and gradients; its layers equal flax's."""
 
 import importlib.metadata
 import io
@@ -109,9 +109,14 @@ def _xla_reference(a, b):
                                       precision=jax.lax.Precision.HIGHEST)
 
 
+# Our weight gradient with XLA's forward and input gradient (where oneDNN is not installed).
+OURS_DW = cpu_conv.Plan('xla', 'xla', 'kernel')
+
+
 @pytest.mark.parametrize('shape', SHAPES)
-def test_forward_and_gradients_equal_xla(shape):
-  _assert_same_values_and_gradients(cpu_conv.conv3x3, _xla_reference, 0, shape, 3, 1)
+def test_weight_gradient_equals_xla(shape):
+  _assert_same_values_and_gradients(lambda a, b: cpu_conv.planned_conv3x3(a, b, OURS_DW),
+                                    _xla_reference, 0, shape, 3, 1)
 
 
 # oneDNN takes any channel counts: SHAPES and output channels that are not a multiple of 16.
@@ -233,7 +238,7 @@ def test_results_do_not_depend_on_thread_timing():
   x, dy, dy_up = _normal(1, (4, 64, 64, 32), (4, 64, 64, 32), (4, 128, 128, 32))
 
   def grads(a, g, g_up):
-    conv = jax.vjp(cpu_conv.conv3x3, a, jnp.ones((3, 3, 32, 32)))[1](g)
+    conv = jax.vjp(lambda b, k: cpu_conv.planned_conv3x3(b, k, OURS_DW), a, jnp.ones((3, 3, 32, 32)))[1](g)
     up = jax.vjp(cpu_conv.upconv2x2, a, jnp.ones((2, 2, 32, 32)))[1](g_up)
     return conv + up
 
@@ -250,8 +255,12 @@ def test_layer_choice(monkeypatch):
   assert not cpu_conv.uses_kernel(8, jnp.float32)  # not a multiple of 16
   assert not cpu_conv.uses_kernel(32, jnp.bfloat16)
   plan = cpu_conv.conv3x3_plan
-  assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'kernel', 'kernel')
-  assert plan(1, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'xla', 'kernel')
+  onednn_or_xla = 'onednn' if cpu_conv.onednn_available() else 'xla'
+  # 'kernel': our weight gradient (any input channels), the other parts oneDNN's where installed.
+  assert plan(32, 32, jnp.float32, 'kernel') == plan(1, 32, jnp.float32, 'kernel') == (
+      cpu_conv.Plan(onednn_or_xla, onednn_or_xla, 'kernel'))
+  assert plan(32, 8, jnp.float32, 'kernel') == (
+      None if onednn_or_xla == 'xla' else cpu_conv.Plan('onednn', 'onednn', 'onednn'))
   assert plan(32, 32, jnp.float32, 'xla') is None
   assert plan(32, 32, jnp.float16) is None
   with pytest.raises(ValueError, match="conv3x3 implementation 'fast'"):
@@ -264,7 +273,7 @@ def test_layer_choice(monkeypatch):
     assert cpu_conv.upconv2x2_plan(32, jnp.float32) == 'kernel'
     monkeypatch.setattr(cpu_conv, 'cpu_vendor', lambda: 'GenuineIntel')
     assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
-    assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'kernel', 'kernel')
+    assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('onednn', 'onednn', 'kernel')
     assert plan(3, 8, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
     # Kernels built without AVX-512 (an AVX2 CPU: 11-21x slower than oneDNN): oneDNN's throughout,
     # unless asked for ours by name.
@@ -273,7 +282,7 @@ def test_layer_choice(monkeypatch):
       monkeypatch.setattr(cpu_conv, 'cpu_vendor', lambda vendor=vendor: vendor)
       assert plan(32, 32, jnp.float32) == cpu_conv.Plan('onednn', 'onednn', 'onednn')
       assert cpu_conv.upconv2x2_plan(32, jnp.float32) == cpu_conv.upconv2x2_plan(8, jnp.float32) == 'onednn'
-    assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'kernel', 'kernel')
+    assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('onednn', 'onednn', 'kernel')
     monkeypatch.undo()
   assert cpu_conv.upconv2x2_plan(32, jnp.float16) is None
   if not cpu_conv.onednn_available():
@@ -285,18 +294,22 @@ def test_layer_choice(monkeypatch):
     assert plan(1, 32, jnp.bfloat16) == plan(32, 8, jnp.bfloat16) == plan(32, 32, jnp.bfloat16, 'onednn') == (
         cpu_conv.Plan('onednn', 'onednn', 'onednn', 'bfloat16'))
     assert plan(32, 32, jnp.bfloat16, 'kernel') is None
-  # Without oneDNN: ours where they were built for AVX-512; built for AVX2 they spill and XLA's
-  # convolution is faster (train step 2.87 s against 16.41 s on a Zen 3), unless ours are asked for by
+  # Without oneDNN (off Linux x86_64): XLA's forward and input gradient, with our weight gradient
+  # where it was built for AVX-512 on any vendor's CPU; built for AVX2 it spills and XLA's is left
+  # (train step 2.87 s against 16.41 s with our kernels on a Zen 3), unless ours is asked for by
   # name. The transposed convolution stays ours either way (524 ms against XLA's 631 there).
   monkeypatch.setattr(cpu_conv, 'onednn_available', lambda: False)
   monkeypatch.setattr(cpu_conv, 'onednn_bfloat16_available', lambda: False)
   monkeypatch.setattr(cpu_conv, 'built_for_avx512', lambda: True)
-  assert plan(32, 32, jnp.float32) == cpu_conv.Plan('kernel', 'kernel', 'kernel')
-  assert plan(32, 32, jnp.bfloat16) is None  # our kernels are float32 only
+  for vendor in ('AuthenticAMD', 'GenuineIntel'):
+    monkeypatch.setattr(cpu_conv, 'cpu_vendor', lambda vendor=vendor: vendor)
+    assert plan(32, 32, jnp.float32) == plan(3, 32, jnp.float32) == cpu_conv.Plan('xla', 'xla', 'kernel')
+  assert plan(32, 8, jnp.float32) is None  # not a multiple of 16: XLA's alone
+  assert plan(32, 32, jnp.bfloat16) is None  # our kernel is float32 only
   assert cpu_conv.upconv2x2_plan(32, jnp.float32) == 'kernel'
   monkeypatch.setattr(cpu_conv, 'built_for_avx512', lambda: False)
   assert plan(32, 32, jnp.float32) is None and plan(3, 8, jnp.float32) is None
-  assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('kernel', 'kernel', 'kernel')
+  assert plan(32, 32, jnp.float32, 'kernel') == cpu_conv.Plan('xla', 'xla', 'kernel')
   assert cpu_conv.upconv2x2_plan(32, jnp.float32) == 'kernel'
   monkeypatch.undo()
   with pytest.raises(ValueError, match=r'ConvTranspose computes 2x2 kernels of stride 2, got '

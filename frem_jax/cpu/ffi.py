@@ -1,10 +1,10 @@
 """The U-Net's convolutions through this project's XLA:CPU kernels and oneDNN (frem_jax/cpu/kernels).
 
-`planned_conv3x3`: 3x3 SAME convolutions whose forward pass, input gradient
-and weight gradient each run on oneDNN, on our kernels or on XLA
-(`conv3x3_plan` picks; `conv3x3` is ours alone, `onednn_conv3x3` oneDNN's
-alone, also in bfloat16). XLA:CPU's own convolution is slow on the U-Net's
-narrow high-resolution layers (32 and 64 channels at 256² and 128²).
+`planned_conv3x3`: 3x3 SAME convolutions whose forward pass and input
+gradient run on oneDNN or XLA and whose weight gradient runs on oneDNN, on our
+kernel or on XLA (`conv3x3_plan` picks; `onednn_conv3x3` is oneDNN's alone,
+also in bfloat16). XLA:CPU's own convolution is slow on the U-Net's narrow
+high-resolution layers (32 and 64 channels at 256² and 128²).
 `upconv2x2`: the decoder's 2x2 stride-2 transposed convolution, whose
 gradient XLA computes through large transposes (docs/performance.md);
 `onednn_upconv2x2` oneDNN's, used in bfloat16, and in float32 where our
@@ -28,7 +28,6 @@ import jax.numpy as jnp
 from frem_jax.cpu import compat
 
 _LIBRARY = 'frem_jax.cpu.kernels._kernels'
-_FORWARD = 'frem_conv3x3'
 _WEIGHT_GRAD = 'frem_conv3x3_dw'
 _UP = 'frem_upconv2x2'
 _UP_INPUT_GRAD = 'frem_upconv2x2_dx'
@@ -51,7 +50,6 @@ def available() -> bool:
     return False
   def register():
     library = ctypes.CDLL(spec.origin)
-    jax.ffi.register_ffi_target(_FORWARD, jax.ffi.pycapsule(library.FremConv3x3), platform='cpu')
     jax.ffi.register_ffi_target(
         _WEIGHT_GRAD, jax.ffi.pycapsule(library.FremConv3x3WeightGrad), platform='cpu')
     jax.ffi.register_ffi_target(_UP, jax.ffi.pycapsule(library.FremUpConv2x2), platform='cpu')
@@ -81,7 +79,7 @@ def _library_built_for_avx512() -> bool:
   if not hasattr(library, 'FremKernelsAvx512'):  # built before it existed: its tiles unknown
     logging.warning('frem_jax: the CPU kernels were built by an older frem_jax; oneDNN is used instead '
                     "where installed, XLA's 3x3 convolutions elsewhere (reinstall frem_jax, "
-                    "pip install -e '.[onednn]', to rebuild them)")
+                    "pip install -e ., to rebuild them)")
     return False
   return bool(library.FremKernelsAvx512())
 
@@ -106,10 +104,6 @@ def _call(target: str, shape: tuple, *args: jax.Array) -> jax.Array:
     raise RuntimeError(NOT_BUILT)
   return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32),
                           vmap_method=VMAP_METHOD)(*args)
-
-
-def _forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return _call(_FORWARD, x.shape[:3] + (kernel.shape[3],), x, kernel)
 
 
 def _weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
@@ -207,7 +201,7 @@ def _dnnl_call(target: str, shape: tuple, dtype, *args: jax.Array) -> jax.Array:
 
 
 class Plan(NamedTuple):
-  """Who computes each part of a 3x3 convolution: 'onednn', 'kernel' (ours) or 'xla'.
+  """Who computes each part of a 3x3 convolution: 'onednn' or 'xla', and for the weight gradient also 'kernel' (ours).
 
   `dtype`: 'float32', or 'bfloat16' (oneDNN only): x and the kernel are cast to
   it inside the convolution; the output has x's dtype, the kernel's gradient
@@ -234,8 +228,6 @@ def _planned_fwd(x, kernel, plan):
   xc, kc = x.astype(plan.dtype), kernel.astype(plan.dtype)
   if plan.forward == 'onednn':
     y = _dnnl_call(_DNNL_FORWARD, x.shape[:3] + (kernel.shape[3],), x.dtype, xc, kc)
-  elif plan.forward == 'kernel':
-    y = _forward(xc, kc)
   else:
     y = xla_conv(xc, kc).astype(x.dtype)
   # An empty array carries the kernel's dtype (dy has x's).
@@ -247,8 +239,6 @@ def _planned_bwd(plan, residuals, dy):
   dyc = dy.astype(xc.dtype)
   if plan.input_grad == 'onednn':
     dx = _dnnl_call(_DNNL_INPUT_GRAD, xc.shape, dy.dtype, dyc, kc)
-  elif plan.input_grad == 'kernel':
-    dx = _forward(dyc, _flipped(kc))
   else:
     dx = xla_conv(dyc, _flipped(kc)).astype(dy.dtype)
   if plan.weight_grad == 'onednn':
@@ -263,14 +253,6 @@ def _planned_bwd(plan, residuals, dy):
 planned_conv3x3.defvjp(_planned_fwd, _planned_bwd)
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """y = 3x3 SAME convolution of x [N, H, W, C] with kernel [3, 3, C, O] on our kernels (float32, O a multiple of 16)."""
-  # The input gradient of C channels not a multiple of 16 (the first layer's 1 or 3, usually
-  # unused) by XLA.
-  return planned_conv3x3(x, kernel, Plan('kernel', 'kernel' if x.shape[3] % _LANES == 0 else 'xla',
-                                         'kernel'))
-
-
 def onednn_conv3x3(x: jax.Array, kernel: jax.Array, compute_dtype=None) -> jax.Array:
   """y = 3x3 SAME convolution of x [N, H, W, C] with kernel [3, 3, C, O], all on oneDNN, in x's dtype.
 
@@ -282,14 +264,15 @@ def onednn_conv3x3(x: jax.Array, kernel: jax.Array, compute_dtype=None) -> jax.A
 
 # `auto`: measured part by part on the U-Net's layers at 256², batch 4 (launch/bench_conv_layers.py
 # --per_op, docs/performance.md): oneDNN's forward and input gradient took 10-33 % less time than
-# our kernels in sum over the model's layers on an AMD EPYC (Zen 5) and about 50 % less on an Intel
-# Xeon with AMX; oneDNN 3.2's float32 weight gradient (its `jit:avx512_core` kernel on both) took
-# 21-33 % more than ours on the EPYC but 29 % less on the Xeon (298 against 419 ms; train step 1.10
-# against 1.22 s). So our weight gradient is kept on AMD's CPUs with AVX-512 alone (Zen 4 and 5:
-# 562 against 616 ms on Zen 4, the paper model's widths). On an AMD EPYC without AVX-512 (Zen 3,
-# AVX2) our kernels took 11-21x oneDNN's time in every part (weight gradient 4003 against 349 ms,
-# widths 16-512), so there, and on any CPU the kernels were not built for AVX-512
-# (`built_for_avx512`), every part is oneDNN's where oneDNN is installed.
+# the direct kernels this project had for them (removed 2026-12-08) in sum over the model's layers on
+# AMD EPYCs (Zen 4 and 5) and about 50 % less on an Intel Xeon with AMX; oneDNN 3.2's float32
+# weight gradient (its `jit:avx512_core` kernel on both) took 10-33 % more than ours on the EPYCs
+# (Zen 4: 616 against 562 ms) but 29 % less on the Xeon (298 against 419 ms; train step 1.10
+# against 1.22 s). So our weight gradient is kept on AMD's CPUs with AVX-512 alone. On an AMD EPYC
+# without AVX-512 (Zen 3, AVX2) ours took 11x oneDNN's time (4003 against 349 ms, widths 16-512),
+# so there, and on any CPU our kernels were not built for AVX-512 (`built_for_avx512`), every part
+# is oneDNN's. oneDNN is a dependency on Linux x86_64; elsewhere the forward pass and input
+# gradient are XLA's, with our weight gradient where it was built for AVX-512.
 IMPLEMENTATIONS = ('auto', 'onednn', 'kernel', 'xla', 'onednn_bf16')
 KERNEL_WEIGHT_GRAD_VENDORS = ('AuthenticAMD',)
 
@@ -312,39 +295,44 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
   """The plan of a 3x3 conv of `c_in` -> `c_out` channels of `dtype` here; None: XLA's convolution alone.
 
   `implementation`: 'auto' (part by part the fastest built: oneDNN's forward
-  and input gradient, our weight gradient on AMD's CPUs with AVX-512 and
-  oneDNN's elsewhere, `KERNEL_WEIGHT_GRAD_VENDORS`, `built_for_avx512`;
-  without oneDNN ours where they were built for AVX-512, else XLA's),
-  'onednn', 'kernel', 'xla', or
-  'onednn_bf16' (all on oneDNN in bfloat16; not float32-exact). A part that
-  it cannot compute here goes to the next in that order, XLA last. A bfloat16
+  and input gradient, else XLA's; our weight gradient on AMD's CPUs with
+  AVX-512, `KERNEL_WEIGHT_GRAD_VENDORS`, `built_for_avx512`, and without
+  oneDNN where it was built for AVX-512, else oneDNN's, else XLA's),
+  'onednn', 'kernel' (our weight gradient wherever it is built; the rest as
+  'auto'), 'xla', or 'onednn_bf16' (all on oneDNN in bfloat16; not
+  float32-exact). A part that it cannot compute here goes to XLA. A bfloat16
   convolution (`half_precision`) runs all on oneDNN ('auto', 'onednn'), else
-  on XLA. Off the CPU backend, or for other dtypes, always None.
+  on XLA. Off the CPU backend, or for other dtypes, always None. `c_in` is
+  not constrained: oneDNN takes any channel counts, our weight gradient any
+  input channels.
   """
+  del c_in  # every part here takes any input channel count
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f'conv3x3 implementation {implementation!r}: one of {IMPLEMENTATIONS}')
   dtype = jnp.dtype(dtype)
   if dtype not in (jnp.float32, jnp.bfloat16) or jax.default_backend() != 'cpu':
     return None
-  onednn = implementation in ('auto', 'onednn', 'onednn_bf16') and onednn_available()
+  onednn = implementation != 'xla' and onednn_available()
   if implementation == 'onednn_bf16' or dtype == jnp.bfloat16:
-    onednn = onednn and onednn_bfloat16_available()
+    onednn = onednn and onednn_bfloat16_available() and implementation != 'kernel'
     # In bfloat16 oneDNN's weight gradient too: in the CPU wing's half precision (bfloat16
     # convolutions in a float32 model) the train step took 0.56 s with it, 0.60 s with ours in
     # float32 (paper model, batch 4; demo: 0.023 / 0.024 s). In a model in bfloat16 throughout it
     # was up to 50x slower than its forward on small images (8² x 64 -> 64: 67 ms a call), but that
     # model uses the wing only without oneDNN (`build.cpu_half_precision`).
     return Plan('onednn', 'onednn', 'onednn', 'bfloat16') if onednn else None
-  # Our kernels' register tiles are written for AVX-512; built without it they spill, and there
-  # XLA's convolution is faster: without oneDNN, on an AMD EPYC Zen 3 (AVX2), the paper model's
-  # train step (batch 4) took 2.87 s with XLA's 3x3 convolutions and 16.41 s with ours (docs/performance.md).
-  kernel = (implementation == 'kernel' or (implementation == 'auto' and built_for_avx512())) and (
-      fits(c_out, dtype) and available())
-  kernel_dx = kernel and c_in % _LANES == 0
-  ours_dw = kernel and (not onednn or (cpu_vendor() in KERNEL_WEIGHT_GRAD_VENDORS and built_for_avx512()))
-  plan = Plan('onednn' if onednn else 'kernel' if kernel else 'xla',
-              'onednn' if onednn else 'kernel' if kernel_dx else 'xla',
-              'kernel' if ours_dw else 'onednn' if onednn else 'xla')
+  ours_built = fits(c_out, dtype) and available()
+  if implementation == 'kernel':
+    ours = ours_built
+  elif implementation == 'auto':
+    # Built for AVX2 alone our tiles spill (11x oneDNN's time on a Zen 3); without oneDNN there
+    # XLA's weight gradient is left.
+    ours = ours_built and built_for_avx512() and (
+        not onednn or cpu_vendor() in KERNEL_WEIGHT_GRAD_VENDORS)
+  else:
+    ours = False
+  part = 'onednn' if onednn else 'xla'
+  plan = Plan(part, part, 'kernel' if ours else part)
   return None if plan == Plan('xla', 'xla', 'xla') else plan
 
 

@@ -1,10 +1,10 @@
 """Drop-in layers for `UNetSE` that are fast on XLA:CPU: flax's parameters and outputs, other arithmetic.
 
 `Conv` for `nn.Conv` (stride 1, SAME): the stages' 3x3 convolutions on
-oneDNN and this project's XLA:CPU kernels where built (`ffi.conv3x3_plan`:
-oneDNN's forward and input gradient, our weight gradient on AMD's CPUs with
-AVX-512 and oneDNN's elsewhere; without oneDNN ours where they were built for
-AVX-512), else XLA's; a
+oneDNN (`ffi.conv3x3_plan`: oneDNN's forward and input gradient; the weight
+gradient our XLA:CPU kernel's on AMD's CPUs with AVX-512, oneDNN's
+elsewhere), else XLA's (with our weight gradient where it was built for
+AVX-512); a
 1x1 convolution (the class head) as a matrix product: XLA:CPU computes
 `nn.Conv`'s kernel gradient as a 256x256-window convolution of a transposed
 copy of the input (50 ms of the paper model's step at batch 4).
@@ -62,7 +62,8 @@ class Conv(nn.Module):
     kernels: use oneDNN and the C++ kernels where they fit (False: XLA's
       convolution; the tests compare both).
     implementation: of the 3x3 convolutions where `kernels`: 'auto' (the
-      fastest measured, part by part), 'onednn', 'kernel', 'xla' or
+      fastest measured, part by part), 'onednn', 'kernel' (our weight
+      gradient wherever it is built), 'xla' or
       'onednn_bf16' (`ffi.conv3x3_plan`; for benchmarks and tests).
   """
   features: int

@@ -1,19 +1,18 @@
-// 3x3 stride-1 SAME convolutions (NHWC activations, HWIO kernels, float32)
-// for XLA:CPU, called from JAX through the XLA FFI.
+// The weight gradient of 3x3 stride-1 SAME convolutions (NHWC activations,
+// HWIO kernels, float32) for XLA:CPU, called from JAX through the XLA FFI.
 //
-// Why: XLA:CPU's own convolution reaches 40-60 GFLOP/s on this project's
-// narrow layers (32 and 64 channels at 256² and 128²) against ~180 at 128+
-// channels; these direct kernels keep a block of output pixels x output
-// channels in vector registers (docs/performance.md).
-//
-// Targets (see frem_jax/cpu/ffi.py):
-//   frem_conv3x3       y[n,h,w,o]  = sum_{i,j,c} x[n,h+i-1,w+j-1,c] k[i,j,c,o]
+// Target (see frem_jax/cpu/ffi.py):
 //   frem_conv3x3_dw   dk[i,j,c,o]  = sum_{n,h,w} x[n,h+i-1,w+j-1,c] dy[n,h,w,o]
-// Out-of-image pixels read as zero. The input gradient is frem_conv3x3 of dy
-// with the kernel flipped in space and transposed (done by XLA, which
-// transposes faster than a scalar loop). Output channels must be a multiple
-// of 16. Work is split into fixed chunks whose partial sums are added in a
-// fixed order, so results do not depend on thread timing.
+// Out-of-image pixels read as zero. Output channels must be a multiple of 16.
+//
+// Why this part alone: oneDNN computes the forward pass and the input
+// gradient (as fast or faster than the direct kernels this file held until
+// 2026-12-08, on every CPU measured), but on AMD's CPUs with AVX-512 this
+// kernel's weight gradient beat oneDNN 3.2's (Zen 4: 562 against 616 ms over
+// the paper model's layers at batch 4; docs/performance.md). Each register
+// tile keeps a block of dk in vector registers while it sums over pixels.
+// Work is split into fixed chunks whose partial sums are added in a fixed
+// order, so results do not depend on thread timing.
 
 #include <algorithm>
 #include <cstdint>
@@ -48,48 +47,6 @@ void PaddedRows(const float* x, const Shape& s, int64_t n, int64_t r,
     std::memcpy(dst + s.ci, x + ((n * s.h + src_row) * s.w) * s.ci,
                 s.w * s.ci * sizeof(float));
     std::memset(dst + (s.w + 1) * s.ci, 0, s.ci * sizeof(float));
-  }
-}
-
-// PW output pixels x CV*16 output channels, all 9 taps and input channels.
-template <int PW, int CV>
-inline void ForwardTile(const float* rows, const float* k, const Shape& s,
-                        int64_t w0, int64_t o0, float* y_row) {
-  Vec acc[PW][CV];
-  for (int p = 0; p < PW; ++p)
-    for (int v = 0; v < CV; ++v) acc[p][v] = Vec{};
-  const int64_t row_len = (s.w + 2) * s.ci;
-  for (int i = 0; i < 3; ++i) {
-    for (int j = 0; j < 3; ++j) {
-      const float* xin = rows + i * row_len + (w0 + j) * s.ci;
-      const float* kin = k + ((i * 3 + j) * s.ci) * s.co + o0;
-      for (int64_t c = 0; c < s.ci; ++c) {
-        Vec kv[CV];
-        for (int v = 0; v < CV; ++v) kv[v] = Load(kin + c * s.co + v * kLanes);
-        for (int p = 0; p < PW; ++p) {
-          const Vec a = Splat(xin[p * s.ci + c]);
-          for (int v = 0; v < CV; ++v) acc[p][v] += a * kv[v];
-        }
-      }
-    }
-  }
-  for (int p = 0; p < PW; ++p)
-    for (int v = 0; v < CV; ++v)
-      Store(y_row + (w0 + p) * s.co + o0 + v * kLanes, acc[p][v]);
-}
-
-template <int CV>
-void ForwardRow(const float* rows, const float* k, const Shape& s,
-                float* y_row) {
-  constexpr int PW = 24 / CV;  // 24 accumulators of 32 vector registers
-  for (int64_t o0 = 0; o0 < s.co; o0 += CV * kLanes) {
-    int64_t w0 = 0;
-    for (; w0 + PW <= s.w; w0 += PW)
-      ForwardTile<PW, CV>(rows, k, s, w0, o0, y_row);
-    if (w0 < s.w)
-      WithConstant<PW - 1>(static_cast<int>(s.w - w0), [&](auto pw) {
-        ForwardTile<decltype(pw)::value, CV>(rows, k, s, w0, o0, y_row);
-      });
   }
 }
 
@@ -171,42 +128,6 @@ ffi::Error CheckShapes(const Shape& s, const char* what) {
   return ffi::Error::Success();
 }
 
-// y = conv(x, k) for a [3, 3, s.ci, s.co] kernel k.
-void Forward(ffi::ThreadPool& pool, const float* xp, const float* kp,
-             const Shape& s, float* yp) {
-  // Tasks are bands of output rows, so that each input row is copied into the
-  // padded buffer once per band rather than three times.
-  constexpr int64_t kBand = 8;
-  const int64_t bands_per_image = (s.h + kBand - 1) / kBand;
-  const int64_t row_len = (s.w + 2) * s.ci;
-  ParallelFor(pool, s.n * bands_per_image, [&](int64_t band) {
-    thread_local std::vector<float> rows;
-    rows.resize((kBand + 2) * row_len);
-    const int64_t n = band / bands_per_image;
-    const int64_t r0 = (band % bands_per_image) * kBand;
-    const int64_t count = std::min(kBand, s.h - r0);
-    PaddedRows(xp, s, n, r0, count, rows.data());
-    for (int64_t g = 0; g < count; ++g) {
-      const float* in = rows.data() + g * row_len;
-      float* y_row = yp + ((n * s.h) + r0 + g) * s.w * s.co;
-      WithVectorsPerBlock(s.co, [&](auto cv) {
-        ForwardRow<decltype(cv)::value>(in, kp, s, y_row);
-      });
-    }
-  });
-}
-
-ffi::Error Conv3x3(ffi::ThreadPool pool, Array4 x, Array4 k, Result4 y) {
-  const auto xd = x.dimensions();
-  const auto kd = k.dimensions();
-  const Shape s{xd[0], xd[1], xd[2], xd[3], kd[3]};
-  if (kd[0] != 3 || kd[1] != 3 || kd[2] != s.ci)
-    return ffi::Error::InvalidArgument("frem_conv3x3: kernel must be 3x3xCixCo");
-  if (auto e = CheckShapes(s, "frem_conv3x3"); e.failure()) return e;
-  Forward(pool, x.typed_data(), k.typed_data(), s, y->typed_data());
-  return ffi::Error::Success();
-}
-
 ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
                              Array4 dy,
                              Result4 dk) {
@@ -272,8 +193,6 @@ ffi::Error Conv3x3WeightGrad(ffi::ThreadPool pool, Array4 x,
 }
 
 }  // namespace
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3, Conv3x3, TwoArraysToOne());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(FremConv3x3WeightGrad, Conv3x3WeightGrad, TwoArraysToOne());
 
