@@ -61,7 +61,8 @@ def _warn_half_precision_without_bfloat16() -> None:
   if not ffi.onednn_available():
     logging.warning("half_precision=True computes bfloat16 throughout on XLA here, as oneDNN is not "
                     "installed: no faster than float32 on the CPUs measured (docs/performance.md); "
-                    "its wheel is for Linux x86_64, where installing frem_jax installs it; leave half_precision off here")
+                    "its wheel exists for Linux x86_64 only, where frem_jax depends on it (reinstall frem_jax if it "
+                    "failed to install or load); elsewhere leave half_precision off")
   else:
     logging.warning('half_precision=True computes bfloat16 on XLA here: this CPU has no bfloat16 '
                     'arithmetic that oneDNN uses (AVX-512 or AVX2-VNNI-2), and on such a CPU training '

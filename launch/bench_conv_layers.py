@@ -1,7 +1,7 @@
 """Times the U-Net's 3x3 convolutions (or its transposed convolutions or max-pools), one layer at a time, on every implementation side by side.
 
 Usage: python launch/bench_conv_layers.py [--features=16,32,64,128,512] [--image_size=256]
-           [--batch=4] [--rounds=9] [--impls=xla,kernel,onednn,onednn_bf16,xla_bf16] [--json=FILE]
+           [--batch=4] [--rounds=9] [--impls=xla,kernel_dw,onednn,onednn_bf16,xla_bf16] [--json=FILE]
            [--per_op] [--layer=conv3x3|upconv2x2|max_pool]
 
 --layer=upconv2x2: the decoder's 2x2 stride-2 transposed convolutions instead, on xla
@@ -15,8 +15,9 @@ as often as the model has it), the forward pass and the forward + backward pass 
 and kernel gradients; the first layer's input gradient is not computed, as in training)
 of:
   xla          jax.lax.conv_general_dilated, float32
-  kernel       the project's hand-written weight gradient, with XLA's forward and input gradient
-               (its forward kernel was removed on 2026-12-08: oneDNN's was faster on every CPU measured)
+  kernel_dw    XLA's forward and input gradient with the project's hand-written weight gradient
+               (what an install without oneDNN runs with AVX-512; the hand-written forward kernel,
+               `kernel` in results before 2026-12-08, was removed: oneDNN's was faster on every CPU measured)
   onednn       frem_jax.cpu.ffi.onednn_conv3x3, float32
   auto         the layers' default plan: oneDNN's forward and input gradient, our weight gradient
                on AMD's CPUs where our kernels were built for AVX-512 (elsewhere oneDNN's: the
@@ -106,7 +107,7 @@ def implementations():
   xla = ffi.xla_conv
   impls = {
       'xla': (jnp.float32, xla),
-      'kernel': (jnp.float32, lambda x, k: ffi.planned_conv3x3(x, k, ffi.Plan('xla', 'xla', 'kernel'))),
+      'kernel_dw': (jnp.float32, lambda x, k: ffi.planned_conv3x3(x, k, ffi.Plan('xla', 'xla', 'kernel'))),
       'onednn': (jnp.float32, ffi.onednn_conv3x3),
       'auto': (jnp.float32, lambda x, k: ffi.planned_conv3x3(
           x, k, ffi.conv3x3_plan(x.shape[3], k.shape[3], x.dtype))),
@@ -193,7 +194,7 @@ def main():
   p.add_argument('--batch', type=int, default=4)
   p.add_argument('--rounds', type=int, default=9)
   p.add_argument('--impls', default='',
-                 help='comma-separated; default: xla,kernel,onednn,onednn_bf16,xla_bf16 for conv3x3, all for the others')
+                 help='comma-separated; default: xla,kernel_dw,onednn,onednn_bf16,xla_bf16 for conv3x3, all for the others')
   p.add_argument('--json', default='')
   p.add_argument('--layer', default='conv3x3', choices=('conv3x3', 'upconv2x2', 'max_pool'))
   p.add_argument('--per_op', action='store_true',
@@ -201,7 +202,7 @@ def main():
   args = p.parse_args()
   features = [int(f) for f in args.features.split(',')]
   shapes_of, size, impls = layer_spec(args.layer)
-  default = 'xla,kernel,onednn,onednn_bf16,xla_bf16' if args.layer == 'conv3x3' else ','.join(impls)
+  default = 'xla,kernel_dw,onednn,onednn_bf16,xla_bf16' if args.layer == 'conv3x3' else ','.join(impls)
   names = (args.impls or default).split(',')
   unknown = [n for n in names if n not in impls]
   if unknown:

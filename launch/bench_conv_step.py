@@ -1,11 +1,12 @@
 """Times the whole train step with each implementation of the 3x3 convolutions, interleaved, in one process.
 
 Usage: python launch/bench_conv_step.py [--features=16,32,64,128,512] [--image_size=256]
-           [--batch=4] [--rounds=11] [--impls=kernel,onednn,auto,onednn_bf16] [--without_onednn]
+           [--batch=4] [--rounds=11] [--impls=onednn,auto,onednn_bf16] [--without_onednn]
 
 The model is `build_model`'s for configs/default.py with `model.features` and
 `dataset.image_size` set (the CPU wing's layers), its 3x3 convolutions' `implementation`
-set per candidate (frem_jax/cpu/layers.py: 'auto', 'onednn', 'kernel', 'xla',
+set per candidate (frem_jax/cpu/layers.py: 'auto', 'onednn', 'kernel' (our weight
+gradient, the rest as 'auto': on AMD's CPUs with AVX-512 the same as 'auto'), 'xla',
 'onednn_bf16'); everything else (up-convolutions, pooling, norm) is the same. Each round
 runs one train step (FREM on, as `python -m frem_jax.bench`) of every candidate in turn;
 medians and minima over `--rounds` rounds after two warm-up rounds. Prints one JSON line.
@@ -44,7 +45,7 @@ def main():
   p.add_argument('--image_size', type=int, default=256)
   p.add_argument('--batch', type=int, default=4)
   p.add_argument('--rounds', type=int, default=11)
-  p.add_argument('--impls', default='kernel,onednn,auto,onednn_bf16')
+  p.add_argument('--impls', default='onednn,auto,onednn_bf16')
   p.add_argument('--half_precision', action='store_true', help='the model in bfloat16 (config.half_precision)')
   p.add_argument('--without_onednn', action='store_true', help='plan as an install without oneDNN')
   args = p.parse_args()

@@ -32,8 +32,8 @@ def _onednn_wheel_installed():
 
 
 ONEDNN_MISSING = ("oneDNN's wheels (onednn-cpu-gomp, onednn-devel-cpu-gomp) exist for Linux x86_64 only; "
-                  'the test extra installs them there, and test_onednn_is_built_where_its_wheel_is fails '
-                  'if they are installed but oneDNN is not built')
+                  "frem_jax's dependency and build requirement install them there, and "
+                  'test_onednn_is_built_where_its_wheel_is fails if they are installed but oneDNN is not built')
 needs_onednn = pytest.mark.skipif(not cpu_conv.onednn_available(), reason=ONEDNN_MISSING)
 needs_onednn_bfloat16 = pytest.mark.skipif(
     not cpu_conv.onednn_bfloat16_available(),
@@ -58,10 +58,11 @@ def test_onednn_is_built_where_its_wheel_is():
     assert cpu_conv.conv3x3_plan(32, 32, jnp.float32, 'onednn_bf16') is None
 
 
-# (N, H, W, C_in, C_out): every register-block width (16, 32, 64 channels), widths that leave
-# a remainder of pixels, input channels that are not a multiple of the channel block (and
-# C_in=1, the first layer), and both weight-gradient strategies (many pixels, few channels:
-# row chunks; few pixels, many channels: per-block tasks).
+# (N, H, W, C_in, C_out): every register-block width of the weight gradient (16, 32, 64
+# channels), input channels that are not a multiple of the channel block (and C_in=1, the first
+# layer), and both weight-gradient strategies (many pixels, few channels: row chunks; few pixels,
+# many channels: per-block tasks); the last: row chunks of 64 channels, full input-channel blocks
+# and a remainder, several chunks that cross an image's end.
 SHAPES = [
     (2, 9, 13, 1, 16),
     (2, 17, 30, 32, 32),
@@ -70,6 +71,7 @@ SHAPES = [
     (3, 12, 27, 7, 80),
     (2, 4, 4, 128, 128),
     (1, 40, 33, 16, 16),
+    (2, 40, 64, 16, 64),
 ]
 
 
@@ -290,7 +292,7 @@ def test_layer_choice(monkeypatch):
     assert cpu_conv.upconv2x2_plan(8, jnp.float32) is None  # not a multiple of 16: the matrix product
   if cpu_conv.onednn_bfloat16_available():
     assert plan(32, 32, jnp.float32, 'onednn_bf16').dtype == 'bfloat16'
-    # half_precision: all on oneDNN in bfloat16; asked for our (float32) kernels alone, XLA's.
+    # half_precision: all on oneDNN in bfloat16; asked for our weight gradient (float32 only), XLA's.
     assert plan(1, 32, jnp.bfloat16) == plan(32, 8, jnp.bfloat16) == plan(32, 32, jnp.bfloat16, 'onednn') == (
         cpu_conv.Plan('onednn', 'onednn', 'onednn', 'bfloat16'))
     assert plan(32, 32, jnp.bfloat16, 'kernel') is None

@@ -70,7 +70,7 @@ def _multiply_dtype(model: nn.Module):
 
 
 def describe_conv3x3(model: nn.Module) -> str:
-  """Who computes the 3x3 convolutions of `model`'s widest stage: 'forward/input_grad/weight_grad in DTYPE' ('onednn', 'kernel' or 'xla' each), or 'xla'."""
+  """Who computes the 3x3 convolutions of `model`'s widest stage: 'forward/input_grad/weight_grad in DTYPE' ('onednn' or 'xla' each, 'kernel' for the weight gradient), or 'xla'."""
   widest = max(model.features)
   plan = (ffi.conv3x3_plan(widest, widest, _multiply_dtype(model))
           if cpu_layers.is_cpu_conv(model.conv) else None)

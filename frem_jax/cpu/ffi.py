@@ -151,7 +151,7 @@ def _onednn_library():
     library = ctypes.CDLL(spec.origin)
   except OSError:
     # Built, but oneDNN's library (the onednn-cpu-gomp wheel) or GNU OpenMP is not installed:
-    # the convolutions run on our kernels or XLA's, as without oneDNN.
+    # the plans are those of an install without oneDNN (`conv3x3_plan`, `upconv2x2_plan`).
     return None
   def register():
     for target, symbol in ((_DNNL_FORWARD, 'FremDnnlConv3x3'),
@@ -263,7 +263,7 @@ def onednn_conv3x3(x: jax.Array, kernel: jax.Array, compute_dtype=None) -> jax.A
 
 
 # `auto`: measured part by part on the U-Net's layers at 256², batch 4 (launch/bench_conv_layers.py
-# --per_op, docs/performance.md): oneDNN's forward and input gradient took 10-33 % less time than
+# --per_op, docs/performance.md): oneDNN's forward and input gradient took 8-33 % less time than
 # the direct kernels this project had for them (removed 2026-12-08) in sum over the model's layers on
 # AMD EPYCs (Zen 4 and 5) and about 50 % less on an Intel Xeon with AMX; oneDNN 3.2's float32
 # weight gradient (its `jit:avx512_core` kernel on both) took 10-33 % more than ours on the EPYCs
@@ -298,11 +298,12 @@ def conv3x3_plan(c_in: int, c_out: int, dtype, implementation: str = 'auto') -> 
   and input gradient, else XLA's; our weight gradient on AMD's CPUs with
   AVX-512, `KERNEL_WEIGHT_GRAD_VENDORS`, `built_for_avx512`, and without
   oneDNN where it was built for AVX-512, else oneDNN's, else XLA's),
-  'onednn', 'kernel' (our weight gradient wherever it is built; the rest as
-  'auto'), 'xla', or 'onednn_bf16' (all on oneDNN in bfloat16; not
-  float32-exact). A part that it cannot compute here goes to XLA. A bfloat16
-  convolution (`half_precision`) runs all on oneDNN ('auto', 'onednn'), else
-  on XLA. Off the CPU backend, or for other dtypes, always None. `c_in` is
+  'onednn', 'kernel' (float32: our weight gradient wherever it is built and
+  fits, else oneDNN's; the forward pass and input gradient as 'auto'), 'xla',
+  or 'onednn_bf16' (all on oneDNN in bfloat16; not float32-exact). Where
+  oneDNN is not available, its parts go to XLA. A bfloat16 convolution
+  (`half_precision`) runs all on oneDNN ('auto', 'onednn'), else on XLA
+  ('kernel': our kernel is float32 only). Off the CPU backend, or for other dtypes, always None. `c_in` is
   not constrained: oneDNN takes any channel counts, our weight gradient any
   input channels.
   """
