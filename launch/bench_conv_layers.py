@@ -45,39 +45,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from frem_jax.cpu import ffi  # noqa: E402
-
-
-def model_convs(features, image_size):
-  """[(resolution, c_in, c_out, count)] of the U-Net+SE's 3x3 convolutions (1 input channel)."""
-  shapes = {}
-  def add(res, ci, co):
-    shapes[(res, ci, co)] = shapes.get((res, ci, co), 0) + 1
-  res, cin = image_size, 1
-  for f in features:  # encoder stages and the deepest stage
-    add(res, cin, f)
-    add(res, f, f)
-    cin, res = f, res // 2
-  res = image_size // 2 ** (len(features) - 1)
-  for f in reversed(features[:-1]):  # decoder: concat(up, skip) -> f, f -> f
-    res *= 2
-    add(res, 2 * f, f)
-    add(res, f, f)
-  return [(r, ci, co, n) for (r, ci, co), n in shapes.items()]
-
-
-def model_upconvs(features, image_size):
-  """[(input resolution, c_in, c_out, 1)] of the decoder's transposed convolutions."""
-  res = image_size // 2 ** (len(features) - 1)
-  out, cin = [], features[-1]
-  for f in reversed(features[:-1]):
-    out.append((res, cin, f, 1))
-    cin, res = f, res * 2
-  return out
-
-
-def model_pools(features, image_size):
-  """[(input resolution, c, c, 1)] of the encoder's max-pools."""
-  return [(image_size // 2 ** i, f, f, 1) for i, f in enumerate(features[:-1])]
+from unet_shapes import model_convs, model_pools, model_upconvs  # noqa: E402  (launch/, the script's folder)
 
 
 # Per --layer: its shapes, its kernel's size (0: none) and its implementations {name: (dtype, fn(x, k))}.

@@ -16,25 +16,9 @@ import time
 
 import torch
 
+from unet_shapes import model_convs  # launch/, the script's folder
+
 FEATURES, IMAGE_SIZE, BATCH, ROUNDS, WARMUP = (32, 64, 128, 256, 512), 256, 8, 9, 2
-
-
-def model_convs(features, image_size):
-  """{(resolution, c_in, c_out): count} of the U-Net+SE's 3x3 convolutions (1 input channel), as bench_conv_layers.py's."""
-  shapes = {}
-  def add(res, ci, co):
-    shapes[(res, ci, co)] = shapes.get((res, ci, co), 0) + 1
-  res, cin = image_size, 1
-  for f in features:  # encoder stages and the deepest stage
-    add(res, cin, f)
-    add(res, f, f)
-    cin, res = f, res // 2
-  res = image_size // 2 ** (len(features) - 1)
-  for f in reversed(features[:-1]):  # decoder: concat(up, skip) -> f, f -> f
-    res *= 2
-    add(res, 2 * f, f)
-    add(res, f, f)
-  return shapes
 
 
 def main():
@@ -43,7 +27,7 @@ def main():
          'layers': []}
   total = {'float32': 0.0, 'bfloat16': 0.0}
   with torch.no_grad():
-    for (res, ci, co), count in model_convs(FEATURES, IMAGE_SIZE).items():
+    for res, ci, co, count in model_convs(FEATURES, IMAGE_SIZE):
       calls = {}
       for name, dtype in (('float32', torch.float32), ('bfloat16', torch.bfloat16)):
         conv = torch.nn.Conv2d(ci, co, 3, padding=1, bias=False).to(

@@ -64,15 +64,15 @@ def main():
   shape = (args.image_size, args.image_size, 1)
   state = steps.create_train_state(model, jax.random.key(0, impl='rbg'), shape, 1e-3)
   x = jnp.asarray(np.random.default_rng(0).standard_normal((args.batch,) + shape), jnp.float32)
-  infer = jax.jit(lambda s, x: s.apply_fn({'params': s.params, 'batch_stats': s.batch_stats},
-                                          x, train=False).logits)
-  names = custom_calls(infer.lower(state, x).compile().as_text())
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  infer = steps.jit_logits(model)
+  names = custom_calls(infer.lower(variables, x).compile().as_text())
   for _ in range(2):
-    jax.block_until_ready(infer(state, x))
+    jax.block_until_ready(infer(variables, x))
   trace_dir = args.trace_dir or tempfile.mkdtemp(prefix='frem_profile_')
   with jax.profiler.trace(trace_dir):
     for _ in range(args.rounds):
-      jax.block_until_ready(infer(state, x))
+      jax.block_until_ready(infer(variables, x))
   trace = sorted(glob.glob(os.path.join(trace_dir, 'plugins', 'profile', '*', '*.trace.json.gz')))[-1]
   with gzip.open(trace) as f:
     events = [e for e in json.load(f)['traceEvents'] if e.get('ph') == 'X']

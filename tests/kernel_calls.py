@@ -27,11 +27,12 @@ def train_targets() -> frozenset:
   """
   plan = ffi.conv3x3_plan(32, 32, 'float32')
   conv = set()
-  if plan is not None:
-    if plan.forward == 'onednn':
-      conv |= {'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx'}
-    conv.add({'kernel': 'frem_conv3x3_dw', 'onednn': 'frem_dnnl_conv3x3_dw'}.get(plan.weight_grad))
-    conv.discard(None)
+  if plan is not None and plan.forward == 'onednn':
+    conv |= {'frem_dnnl_conv3x3', 'frem_dnnl_conv3x3_dx'}
+  if plan is not None and plan.weight_grad == 'kernel':
+    conv.add('frem_conv3x3_dw')
+  elif plan is not None and plan.weight_grad == 'onednn':
+    conv.add('frem_dnnl_conv3x3_dw')
   return frozenset({*conv, *_up(train=True)})
 
 
